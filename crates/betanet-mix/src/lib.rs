@@ -1,0 +1,35 @@
+//! # betanet-mix — Betanet L4 privacy hops (mixnet)
+//!
+//! What it is: the sans-IO core of the Betanet mixnet (SPEC §7) plus a tokio mixnode driver.
+//!
+//! * [`packet`]: fixed-size (1 KiB / 2 KiB) layered packets for up to 5 hops with one X25519
+//!   per hop (a per-layer ephemeral key instead of Sphinx blinding), an HMAC-authenticated
+//!   routing header per hop, a LIONESS wide-block payload cipher (tagging is detected at the
+//!   exit), per-hop replay tags and single-use reply blocks ([`packet::Surb`]).
+//! * [`replay`]: per-key-epoch Bloom replay filters, persisted (snapshot + append log) so a
+//!   restart does not reopen the replay window, rotated with the mix key.
+//! * [`delay`]: the per-packet mixing delay sampler (U[30 ms, 150 ms] by default, exponential
+//!   "Poisson mixing" option); randomness is an argument.
+//! * [`select`]: hop selection per SPEC §7 (beacon seed with logged fallback, verifiable
+//!   lottery, AS diversity, no exact hop-set reuse until 8 sets were tried); pure.
+//! * [`node`]: the mixnode (length-prefixed TCP ingress, batch workers fed by bounded queues,
+//!   replay filter, delay queue, TCP forwarding, local exit delivery, Prometheus text metrics).
+//!
+//! What it is not: the HTX transport (ingress over HTX streams lands once `betanet-htx`
+//! exists), the directory of mixnodes, or the end-to-end encryption between a client and its
+//! destination (the exit sees the message; applications encrypt end to end above this layer).
+//!
+//! How it fits: the core depends only on crypto primitives; the `betanet` binary runs
+//! [`node::Mixnode`] for `betanet mixnode --config FILE`; clients build packets with
+//! [`packet::build_packet`] over routes chosen by [`select`].
+
+pub mod crypto;
+pub mod delay;
+pub mod error;
+pub mod keys;
+pub mod node;
+pub mod packet;
+pub mod replay;
+pub mod select;
+
+pub use error::MixError;

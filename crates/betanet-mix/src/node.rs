@@ -1,0 +1,797 @@
+//! The mixnode: a thin tokio driver around the sans-IO packet core.
+//!
+//! ```text
+//! TCP ingress (4-byte BE length | packet)  ──► bounded queue per worker (round robin)
+//!   ──► worker threads: batches of up to `batch_size` packets: X25519 + unwrap, then one
+//!       replay-filter lock per batch (tags logged + flushed before anything is forwarded)
+//!   ──► bounded channel ──► delay scheduler (binary heap, deadline = arrival + U[30,150] ms)
+//!   ──► per-next-hop bounded egress queue ──► TCP connection (length-prefixed) / exit handler
+//! ```
+//!
+//! HTX ingress is not here yet (it lands with `betanet-htx`); the length-prefixed TCP ingress is
+//! the seed's simple-client interface and also carries node-to-node traffic for now.
+
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_core::OsRng;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::crypto::MixPublicKey;
+use crate::delay::DelayDist;
+use crate::error::MixError;
+use crate::keys::KeyRing;
+use crate::packet::{self, NodeAddr, Processed, ReplayTag, RouteHop};
+use crate::replay::{PersistentReplayFilter, ReplayConfig};
+
+/// Largest frame accepted by [`read_frame`].
+pub const MAX_FRAME: usize = 4096;
+
+/// Mixnode configuration.
+#[derive(Clone, Debug)]
+pub struct MixnodeConfig {
+    /// TCP listen address for the length-prefixed ingress.
+    pub listen: SocketAddr,
+    /// Directory for the key ring and the replay filter.
+    pub state_dir: PathBuf,
+    /// Key epoch for a freshly created key.
+    pub initial_epoch: u32,
+    /// Worker threads (X25519 + unwrap).
+    pub workers: usize,
+    /// Packets per batch.
+    pub batch_size: usize,
+    /// Total ingress queue depth (split over the workers).
+    pub queue_depth: usize,
+    /// Mixing delay.
+    pub delay: DelayDist,
+    /// Replay filter sizing.
+    pub replay: ReplayConfig,
+    /// fsync the replay log after every batch (survives power loss; slower).
+    pub sync_replay_log: bool,
+    /// Maximum packets held in the delay queue.
+    pub max_delayed: usize,
+    /// Per-next-hop egress queue depth.
+    pub egress_queue: usize,
+    /// Connect timeout towards next hops (SPEC: buffer nothing longer than 2 s).
+    pub connect_timeout: Duration,
+    /// Optional Prometheus `/metrics` listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Automatic key rotation interval.
+    pub key_rotation: Option<Duration>,
+}
+
+impl MixnodeConfig {
+    /// Defaults (2 workers, batches of 128, U[30,150] ms, 2 s connect timeout) for a listen
+    /// address and state directory.
+    pub fn new(listen: SocketAddr, state_dir: PathBuf) -> Self {
+        MixnodeConfig {
+            listen,
+            state_dir,
+            initial_epoch: 1,
+            workers: 2,
+            batch_size: 128,
+            queue_depth: 8192,
+            delay: DelayDist::default(),
+            replay: ReplayConfig::default(),
+            sync_replay_log: false,
+            max_delayed: 65_536,
+            egress_queue: 4096,
+            connect_timeout: Duration::from_secs(2),
+            metrics_listen: None,
+            key_rotation: None,
+        }
+    }
+}
+
+/// A message delivered at this node acting as exit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The sender-chosen destination tag.
+    pub dest: [u8; 32],
+    /// The message.
+    pub message: Vec<u8>,
+}
+
+macro_rules! metrics {
+    ($($name:ident => $help:literal),* $(,)?) => {
+        /// Node counters, exported in the Prometheus text format by [`Metrics::render`].
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $( #[doc = $help] pub $name: AtomicU64, )*
+        }
+        impl Metrics {
+            /// Prometheus text exposition.
+            pub fn render(&self) -> String {
+                let mut s = String::new();
+                $(
+                    s.push_str(concat!("# HELP betanet_mix_", stringify!($name), " ", $help, "\n"));
+                    s.push_str(concat!("# TYPE betanet_mix_", stringify!($name), " counter\n"));
+                    s.push_str(&format!(concat!("betanet_mix_", stringify!($name), " {}\n"),
+                        self.$name.load(Ordering::Relaxed)));
+                )*
+                s
+            }
+        }
+    };
+}
+
+metrics! {
+    packets_received => "Packets read from ingress.",
+    packets_forwarded => "Packets sent to a next hop.",
+    packets_delivered => "Messages delivered to the local exit handler.",
+    replies_sent => "Reply-block payloads sent to their creator.",
+    dropped_replay => "Packets dropped as replays.",
+    dropped_invalid => "Packets dropped for a bad header, MAC, version, length or key epoch.",
+    dropped_tagged => "Packets dropped at the exit because the payload check failed.",
+    dropped_overload => "Packets dropped because a bounded queue was full.",
+    dropped_peer_down => "Packets dropped because the next hop was unreachable (PEER_DOWN).",
+    dropped_exit_unhandled => "Exit messages dropped because no exit handler is attached.",
+    batches => "Worker batches processed.",
+    delay_ns_total => "Sum of measured per-packet hold times in nanoseconds.",
+}
+
+impl Metrics {
+    fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+struct Inbound {
+    packet: Vec<u8>,
+    at: Instant,
+}
+
+enum Outbound {
+    Frame {
+        to: SocketAddr,
+        frame: Vec<u8>,
+        reply: bool,
+    },
+    Deliver(Delivery),
+}
+
+struct Scheduled {
+    due: Instant,
+    arrived: Instant,
+    out: Outbound,
+}
+
+struct HeapEntry(Scheduled, u64);
+
+impl PartialEq for HeapEntry {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.due == o.0.due && self.1 == o.1
+    }
+}
+impl Eq for HeapEntry {}
+impl PartialOrd for HeapEntry {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for HeapEntry {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // min-heap on (due, seq)
+        (o.0.due, o.1).cmp(&(self.0.due, self.1))
+    }
+}
+
+const DELAY_SAMPLES: usize = 8192;
+
+struct Shared {
+    keys: RwLock<KeyRing>,
+    replay: Mutex<PersistentReplayFilter>,
+    metrics: Metrics,
+    delay_samples: Mutex<VecDeque<f64>>,
+}
+
+/// Writes one length-prefixed frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(frame.len())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "frame too long"))?;
+    w.write_all(&len.to_be_bytes()).await?;
+    w.write_all(frame).await
+}
+
+/// Reads one length-prefixed frame (at most [`MAX_FRAME`] bytes). `Ok(None)` on clean EOF.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let n = u32::from_be_bytes(len) as usize;
+    if n > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "frame exceeds the maximum size",
+        ));
+    }
+    let mut buf = vec![0u8; n];
+    r.read_exact(&mut buf).await?;
+    Ok(Some(buf))
+}
+
+/// A running mixnode.
+pub struct Mixnode {
+    local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    inject: mpsc::Sender<Scheduled>,
+    tasks: Vec<JoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Mixnode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mixnode")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mixnode {
+    /// Opens the state, binds the listener and starts the pipeline. Messages for which this
+    /// node is the exit go to `exit` (bounded; full means dropped and counted).
+    pub async fn start(
+        cfg: MixnodeConfig,
+        exit: Option<mpsc::Sender<Delivery>>,
+    ) -> Result<Mixnode, MixError> {
+        let keys =
+            KeyRing::open_or_create(&cfg.state_dir.join("keys"), cfg.initial_epoch, &mut OsRng)?;
+        let replay = PersistentReplayFilter::open(
+            &cfg.state_dir.join("replay"),
+            cfg.replay,
+            &keys.epochs(),
+            cfg.sync_replay_log,
+        )?;
+        let shared = Arc::new(Shared {
+            keys: RwLock::new(keys),
+            replay: Mutex::new(replay),
+            metrics: Metrics::default(),
+            delay_samples: Mutex::new(VecDeque::with_capacity(DELAY_SAMPLES)),
+        });
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| MixError::io(format!("listen {}", cfg.listen), e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| MixError::io("listener", e))?;
+
+        let workers_n = cfg.workers.max(1);
+        let (sched_tx, sched_rx) = mpsc::channel::<Scheduled>(cfg.queue_depth.max(16));
+        let mut senders = Vec::with_capacity(workers_n);
+        let mut workers = Vec::with_capacity(workers_n);
+        for i in 0..workers_n {
+            let (tx, rx) = mpsc::channel::<Inbound>((cfg.queue_depth / workers_n).max(16));
+            senders.push(tx);
+            let sh = shared.clone();
+            let out = sched_tx.clone();
+            let bs = cfg.batch_size.max(1);
+            let delay = cfg.delay;
+            let t = std::thread::Builder::new()
+                .name(format!("mix-worker-{i}"))
+                .spawn(move || worker(rx, sh, out, bs, delay))
+                .map_err(|e| MixError::io("worker thread", e))?;
+            workers.push(t);
+        }
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            Arc::from(senders.into_boxed_slice()),
+            shared.clone(),
+        )));
+        tasks.push(tokio::spawn(scheduler(
+            sched_rx,
+            shared.clone(),
+            exit,
+            cfg.clone(),
+        )));
+        let mut metrics_addr = None;
+        if let Some(m) = cfg.metrics_listen {
+            let l = TcpListener::bind(m)
+                .await
+                .map_err(|e| MixError::io(format!("metrics listen {m}"), e))?;
+            metrics_addr = l.local_addr().ok();
+            tasks.push(tokio::spawn(metrics_loop(l, shared.clone())));
+        }
+        if let Some(every) = cfg.key_rotation {
+            let sh = shared.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut iv = tokio::time::interval(every);
+                iv.tick().await;
+                loop {
+                    iv.tick().await;
+                    if let Err(e) = rotate(&sh) {
+                        tracing::error!(error = %e, "mix key rotation failed");
+                    }
+                }
+            }));
+        }
+        tracing::info!(%local_addr, workers = workers_n, "mixnode started");
+        Ok(Mixnode {
+            local_addr,
+            metrics_addr,
+            shared,
+            inject: sched_tx,
+            tasks,
+            workers,
+        })
+    }
+
+    /// The bound ingress address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The bound metrics address, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Current key epoch and public key.
+    pub fn current_key(&self) -> (u32, MixPublicKey) {
+        let k = self.shared.keys.read().unwrap_or_else(|p| p.into_inner());
+        k.current_public().unwrap_or((0, MixPublicKey([0; 32])))
+    }
+
+    /// This node as a route hop (current key).
+    pub fn route_hop(&self) -> RouteHop {
+        let (epoch, key) = self.current_key();
+        RouteHop {
+            addr: NodeAddr(self.local_addr),
+            epoch,
+            key,
+        }
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Measured hold times (arrival to dispatch) of the most recent packets, in seconds.
+    pub fn delay_samples(&self) -> Vec<f64> {
+        let s = self
+            .shared
+            .delay_samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        s.iter().copied().collect()
+    }
+
+    /// Rotates the mix key (the previous key stays valid for one more epoch) and the replay
+    /// filter with it. Returns the new epoch and key.
+    pub fn rotate_key(&self) -> Result<(u32, MixPublicKey), MixError> {
+        rotate(&self.shared)
+    }
+
+    /// Sends an already built packet (e.g. a reply made from a SURB) to `to` without delay.
+    pub async fn send_packet(&self, to: NodeAddr, packet: Vec<u8>) -> Result<(), MixError> {
+        let now = Instant::now();
+        self.inject
+            .send(Scheduled {
+                due: now,
+                arrived: now,
+                out: Outbound::Frame {
+                    to: to.0,
+                    frame: packet,
+                    reply: false,
+                },
+            })
+            .await
+            .map_err(|_| MixError::io("scheduler", std::io::ErrorKind::BrokenPipe.into()))
+    }
+
+    /// Stops all tasks and worker threads and snapshots the replay filter.
+    pub async fn shutdown(self) -> Result<(), MixError> {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        drop(self.inject);
+        for w in self.workers {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+        let mut r = self.shared.replay.lock().unwrap_or_else(|p| p.into_inner());
+        r.snapshot()
+    }
+}
+
+fn rotate(shared: &Shared) -> Result<(u32, MixPublicKey), MixError> {
+    let mut keys = shared.keys.write().unwrap_or_else(|p| p.into_inner());
+    let mut replay = shared.replay.lock().unwrap_or_else(|p| p.into_inner());
+    let (epoch, _) = keys.rotate(&mut OsRng)?;
+    replay.rotate(epoch)?;
+    tracing::info!(epoch, "mix key rotated");
+    let pk = keys
+        .current_public()
+        .map(|(_, k)| k)
+        .ok_or(MixError::UnknownEpoch(epoch))?;
+    Ok((epoch, pk))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    senders: Arc<[mpsc::Sender<Inbound>]>,
+    shared: Arc<Shared>,
+) {
+    let rr = Arc::new(AtomicUsize::new(0));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            acc = listener.accept() => {
+                let Ok((stream, peer)) = acc else { continue };
+                let _ = stream.set_nodelay(true);
+                let (s, r, sh) = (senders.clone(), rr.clone(), shared.clone());
+                conns.spawn(async move {
+                    let span = tracing::debug_span!("mix-conn", %peer);
+                    let _g = span.enter();
+                    reader(stream, s, r, sh).await;
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+async fn reader(
+    stream: TcpStream,
+    senders: Arc<[mpsc::Sender<Inbound>]>,
+    rr: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+) {
+    let mut r = BufReader::with_capacity(64 * 1024, stream);
+    loop {
+        let mut len = [0u8; 4];
+        if r.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let n = u32::from_be_bytes(len) as usize;
+        if packet::PacketSize::from_len(n).is_err() {
+            Metrics::inc(&shared.metrics.dropped_invalid);
+            tracing::debug!(len = n, "bad frame length; closing connection");
+            return;
+        }
+        let mut buf = vec![0u8; n];
+        if r.read_exact(&mut buf).await.is_err() {
+            return;
+        }
+        Metrics::inc(&shared.metrics.packets_received);
+        let i = rr.fetch_add(1, Ordering::Relaxed) % senders.len().max(1);
+        let Some(tx) = senders.get(i) else { return };
+        if tx
+            .send(Inbound {
+                packet: buf,
+                at: Instant::now(),
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn worker(
+    mut rx: mpsc::Receiver<Inbound>,
+    shared: Arc<Shared>,
+    out: mpsc::Sender<Scheduled>,
+    batch_size: usize,
+    delay: DelayDist,
+) {
+    let mut rng = StdRng::from_rng(OsRng).unwrap_or_else(|_| StdRng::from_entropy());
+    let mut batch: Vec<Inbound> = Vec::with_capacity(batch_size);
+    let mut done: Vec<(u32, ReplayTag, Processed, Instant)> = Vec::with_capacity(batch_size);
+    let mut tags: Vec<(u32, ReplayTag)> = Vec::with_capacity(batch_size);
+    let m = &shared.metrics;
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < batch_size {
+            match rx.try_recv() {
+                Ok(x) => batch.push(x),
+                Err(_) => break,
+            }
+        }
+        {
+            let keys = shared.keys.read().unwrap_or_else(|p| p.into_inner());
+            for inb in batch.drain(..) {
+                let res = packet::peek_epoch(&inb.packet).and_then(|e| {
+                    let k = keys.get(e).ok_or(MixError::UnknownEpoch(e))?;
+                    packet::process(k, inb.packet).map(|(t, p)| (e, t, p))
+                });
+                match res {
+                    Ok((e, t, p)) => done.push((e, t, p, inb.at)),
+                    Err(MixError::Tagged) => Metrics::inc(&m.dropped_tagged),
+                    Err(_) => Metrics::inc(&m.dropped_invalid),
+                }
+            }
+        }
+        Metrics::inc(&m.batches);
+        tags.clear();
+        tags.extend(done.iter().map(|d| (d.0, d.1)));
+        let verdicts = {
+            let mut r = shared.replay.lock().unwrap_or_else(|p| p.into_inner());
+            r.check_batch(&tags)
+        };
+        let verdicts = match verdicts {
+            Ok(v) => v,
+            Err(e) => {
+                // Fail closed: without a durable record nothing is forwarded.
+                tracing::error!(error = %e, "replay log write failed; dropping batch");
+                m.dropped_overload
+                    .fetch_add(done.len() as u64, Ordering::Relaxed);
+                done.clear();
+                continue;
+            }
+        };
+        for ((_, _, p, at), v) in done.drain(..).zip(verdicts) {
+            match v {
+                Ok(true) => {}
+                Ok(false) => {
+                    Metrics::inc(&m.dropped_replay);
+                    continue;
+                }
+                Err(_) => {
+                    Metrics::inc(&m.dropped_invalid);
+                    continue;
+                }
+            }
+            let due = at + delay.sample(&mut rng);
+            let out_msg = match p {
+                Processed::Forward { next, packet } => Outbound::Frame {
+                    to: next.0,
+                    frame: packet,
+                    reply: false,
+                },
+                Processed::Deliver { dest, message } => {
+                    Outbound::Deliver(Delivery { dest, message })
+                }
+                Processed::Reply { to, surb_id, body } => {
+                    let mut frame = Vec::with_capacity(surb_id.len() + body.len());
+                    frame.extend_from_slice(&surb_id);
+                    frame.extend_from_slice(&body);
+                    Outbound::Frame {
+                        to: to.0,
+                        frame,
+                        reply: true,
+                    }
+                }
+            };
+            if out
+                .blocking_send(Scheduled {
+                    due,
+                    arrived: at,
+                    out: out_msg,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+async fn scheduler(
+    mut rx: mpsc::Receiver<Scheduled>,
+    shared: Arc<Shared>,
+    exit: Option<mpsc::Sender<Delivery>>,
+    cfg: MixnodeConfig,
+) {
+    let mut heap: BinaryHeap<HeapEntry> = BinaryHeap::new();
+    let mut seq: u64 = 0;
+    let mut egress: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let m = &shared.metrics;
+    loop {
+        let next_due = heap.peek().map(|e| e.0.due);
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(first) = msg else { break };
+                let mut item = Some(first);
+                let mut n = 0;
+                while let Some(s) = item.take() {
+                    if heap.len() >= cfg.max_delayed {
+                        Metrics::inc(&m.dropped_overload);
+                    } else {
+                        heap.push(HeapEntry(s, seq));
+                        seq = seq.wrapping_add(1);
+                    }
+                    n += 1;
+                    if n < 256 {
+                        item = rx.try_recv().ok();
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {}
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while heap.peek().is_some_and(|e| e.0.due <= now) {
+            let Some(HeapEntry(s, _)) = heap.pop() else {
+                break;
+            };
+            due.push(s);
+        }
+        if due.is_empty() {
+            continue;
+        }
+        {
+            // Record hold times before dispatching so observers see them with the delivery.
+            let mut ds = shared
+                .delay_samples
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for s in &due {
+                let held = now.saturating_duration_since(s.arrived);
+                m.delay_ns_total
+                    .fetch_add(held.as_nanos() as u64, Ordering::Relaxed);
+                if ds.len() >= DELAY_SAMPLES {
+                    ds.pop_front();
+                }
+                ds.push_back(held.as_secs_f64());
+            }
+        }
+        for s in due {
+            match s.out {
+                // Counters are raised before the hand-off (and undone on failure) so that
+                // whoever receives the packet already sees them.
+                Outbound::Deliver(d) => match &exit {
+                    Some(tx) => {
+                        Metrics::inc(&m.packets_delivered);
+                        if tx.try_send(d).is_err() {
+                            m.packets_delivered.fetch_sub(1, Ordering::Relaxed);
+                            Metrics::inc(&m.dropped_overload);
+                        }
+                    }
+                    None => Metrics::inc(&m.dropped_exit_unhandled),
+                },
+                Outbound::Frame { to, frame, reply } => {
+                    let c = if reply {
+                        &m.replies_sent
+                    } else {
+                        &m.packets_forwarded
+                    };
+                    Metrics::inc(c);
+                    if !dispatch(&mut egress, to, frame, &shared, &cfg) {
+                        c.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn dispatch(
+    egress: &mut HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    to: SocketAddr,
+    frame: Vec<u8>,
+    shared: &Arc<Shared>,
+    cfg: &MixnodeConfig,
+) -> bool {
+    let m = &shared.metrics;
+    let mut frame = Some(frame);
+    for _ in 0..2 {
+        let tx = egress.entry(to).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(cfg.egress_queue.max(16));
+            tokio::spawn(egress_conn(to, rx, shared.clone(), cfg.connect_timeout));
+            tx
+        });
+        let Some(f) = frame.take() else { return false };
+        match tx.try_send(f) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Metrics::inc(&m.dropped_overload);
+                return false;
+            }
+            Err(mpsc::error::TrySendError::Closed(f)) => {
+                // The connection died: reconnect once.
+                egress.remove(&to);
+                frame = Some(f);
+            }
+        }
+    }
+    Metrics::inc(&m.dropped_peer_down);
+    false
+}
+
+async fn egress_conn(
+    to: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    shared: Arc<Shared>,
+    connect_timeout: Duration,
+) {
+    let m = &shared.metrics;
+    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(to)).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            tracing::debug!(%to, "next hop unreachable (PEER_DOWN)");
+            rx.close();
+            let mut n = 0u64;
+            while rx.try_recv().is_ok() {
+                n += 1;
+            }
+            m.dropped_peer_down.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let mut w = BufWriter::with_capacity(64 * 1024, stream);
+    while let Some(f) = rx.recv().await {
+        let mut ok = write_frame(&mut w, &f).await.is_ok();
+        let mut more = 0;
+        while ok && more < 256 {
+            match rx.try_recv() {
+                Ok(f) => {
+                    ok = write_frame(&mut w, &f).await.is_ok();
+                    more += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        if !ok || w.flush().await.is_err() {
+            tracing::debug!(%to, "next hop connection failed (PEER_DOWN)");
+            Metrics::inc(&m.dropped_peer_down);
+            return;
+        }
+    }
+}
+
+async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((mut s, _)) = listener.accept().await else {
+            continue;
+        };
+        let sh = shared.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let mut got = 0usize;
+            let read = tokio::time::timeout(Duration::from_secs(2), async {
+                while got < buf.len() {
+                    let Some(slot) = buf.get_mut(got..) else {
+                        break;
+                    };
+                    match s.read(slot).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                    if buf
+                        .get(..got)
+                        .is_some_and(|b| b.windows(4).any(|w| w == b"\r\n\r\n"))
+                    {
+                        break;
+                    }
+                }
+            })
+            .await;
+            if read.is_err() {
+                return;
+            }
+            let body = sh.metrics.render();
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                body.len(),
+                body
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+            let _ = s.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,85 @@
+//! `betanet`: one binary for every Betanet role.
+//!
+//! This is the only crate that uses `anyhow`: it turns library errors into messages for
+//! people. Subcommands so far: `demo`, `keygen`, `id`.
+
+mod demo;
+mod keyfile;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use betanet_crypto::identity::{NodeId, PeerId, ServiceId};
+use betanet_crypto::sign::SigningKey;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "betanet", version, about = "Betanet node: censorship-resistant transport, mixnet and apps")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a complete local Betanet exchange on loopback and print what happened.
+    Demo {
+        /// How many MiB to send each way through the encrypted channel.
+        #[arg(long, default_value_t = 64)]
+        mib: u64,
+        /// Use the classic (X25519-only) handshake instead of the ML-KEM-768 hybrid.
+        #[arg(long)]
+        classic: bool,
+    },
+    /// Create a node key (Ed25519), written with mode 0600.
+    Keygen {
+        /// Where to write the key [default: <data dir>/node.key].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace an existing key (changes the node's identity).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the identities derived from a node key.
+    Id {
+        /// The key file [default: <data dir>/node.key].
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+}
+
+fn print_id(key: &SigningKey) {
+    let vk = key.verifying_key();
+    println!("peer_id     {}", PeerId::from_ed25519(&vk));
+    println!("url         {}", ServiceId::from_ed25519(&vk).to_url());
+    println!("name        {}", NodeId::from_ed25519(&vk).name());
+    println!("ed25519     {}", hex::encode(vk.to_bytes()));
+    println!("x25519      {}", hex::encode(vk.to_x25519().0));
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Demo { mib, classic } => demo::run(mib, classic),
+        Cmd::Keygen { out, force } => {
+            let path = out.unwrap_or_else(keyfile::default_key_path);
+            let key = SigningKey::generate(&mut rand_core::OsRng);
+            keyfile::write_key(&path, &key, force)?;
+            println!("wrote       {}", path.display());
+            print_id(&key);
+            Ok(())
+        }
+        Cmd::Id { key } => {
+            let path = key.unwrap_or_else(keyfile::default_key_path);
+            print_id(&keyfile::read_key(&path)?);
+            Ok(())
+        }
+    }
+}
