@@ -66,7 +66,11 @@ impl AeadKey {
         ciphertext_and_tag: &'a mut [u8],
     ) -> Result<&'a mut [u8], CryptoError> {
         self.0
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), ciphertext_and_tag)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                ciphertext_and_tag,
+            )
             .map_err(|_| CryptoError::Decrypt)
     }
 }
@@ -111,18 +115,27 @@ mod tests {
                 .unwrap()
                 .try_into()
                 .unwrap();
-        let nonce: [u8; 12] = hex::decode("070000004041424344454647").unwrap().try_into().unwrap();
+        let nonce: [u8; 12] = hex::decode("070000004041424344454647")
+            .unwrap()
+            .try_into()
+            .unwrap();
         let aad = hex::decode("50515253c0c1c2c3c4c5c6c7").unwrap();
         let pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
         let mut buf = pt.to_vec();
         seal(&key, nonce, &aad, &mut buf).unwrap();
-        assert_eq!(hex::encode(&buf[buf.len() - 16..]), "1ae10b594f09e26a7e902ecbd0600691");
+        assert_eq!(
+            hex::encode(&buf[buf.len() - 16..]),
+            "1ae10b594f09e26a7e902ecbd0600691"
+        );
         assert_eq!(hex::encode(&buf[..16]), "d31a8d34648e60db7b86afbc53ef7ec2");
         open(&key, nonce, &aad, &mut buf).unwrap();
         assert_eq!(&buf[..], &pt[..]);
         let mut bad = buf.clone();
         seal(&key, nonce, &aad, &mut bad).unwrap();
         bad[0] ^= 1;
-        assert!(matches!(open(&key, nonce, &aad, &mut bad), Err(CryptoError::Decrypt)));
+        assert!(matches!(
+            open(&key, nonce, &aad, &mut bad),
+            Err(CryptoError::Decrypt)
+        ));
     }
 }

@@ -51,7 +51,10 @@ impl X25519Secret {
 
     /// The public key `X25519(secret, 9)`.
     pub fn public(&self) -> Result<X25519Public, CryptoError> {
-        let pk = self.private_key()?.compute_public_key().map_err(|_| CryptoError::Internal)?;
+        let pk = self
+            .private_key()?
+            .compute_public_key()
+            .map_err(|_| CryptoError::Internal)?;
         let mut out = [0u8; 32];
         let bytes = pk.as_ref();
         if bytes.len() != 32 {
@@ -68,7 +71,10 @@ impl X25519Secret {
 }
 
 /// `X25519(secret, public)`; fails on an all-zero shared secret (RFC 7748 §6.1 check).
-pub fn x25519(secret: &X25519Secret, public: &X25519Public) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+pub fn x25519(
+    secret: &X25519Secret,
+    public: &X25519Public,
+) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
     let sk = secret.private_key()?;
     let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, &public.0);
     agreement::agree(&sk, peer, CryptoError::LowOrderPoint, |shared| {

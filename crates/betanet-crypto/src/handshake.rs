@@ -21,7 +21,7 @@ use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
 use crate::CryptoError;
-use crate::dh::X25519Secret;
+use crate::dh::{X25519Public, X25519Secret};
 use crate::kem::{self, KemSecret};
 use crate::noise::{self, Completed};
 use crate::schedule::{KeySchedule, Role, derive_ekm};
@@ -47,8 +47,9 @@ pub enum PqMode {
 /// Everything one side brings to a handshake.
 #[derive(Clone)]
 pub struct HandshakeConfig {
-    /// Our long-term Ed25519 identity.
-    pub identity: SigningKey,
+    identity: SigningKey,
+    static_x: X25519Secret,
+    static_x_pub: X25519Public,
     /// Our capabilities.
     pub caps: CapMsg,
     /// Our PQ policy.
@@ -75,8 +76,12 @@ impl std::fmt::Debug for HandshakeConfig {
 impl HandshakeConfig {
     /// Defaults: Betanet capabilities, hybrid PQ, no TLS exporter (tcp12), no template.
     pub fn new(identity: SigningKey, now_unix: u64) -> Self {
+        let static_x = identity.to_x25519();
+        let static_x_pub = identity.verifying_key().to_x25519();
         HandshakeConfig {
             identity,
+            static_x,
+            static_x_pub,
             caps: CapMsg::betanet_default(false),
             pq: PqMode::Hybrid,
             allow_classic_peers: false,
@@ -84,6 +89,11 @@ impl HandshakeConfig {
             template: [0; 32],
             now_unix,
         }
+    }
+
+    /// Our long-term identity.
+    pub fn identity(&self) -> &SigningKey {
+        &self.identity
     }
 
     fn prologue(&self) -> Vec<u8> {
@@ -149,7 +159,10 @@ impl Established {
 
 fn identity_payload(cfg: &HandshakeConfig, kem_ct: Option<&[u8]>) -> Result<Vec<u8>, CryptoError> {
     let mut entries = vec![
-        ("id", Value::bytes(cfg.identity.verifying_key().to_bytes().to_vec())),
+        (
+            "id",
+            Value::bytes(cfg.identity.verifying_key().to_bytes().to_vec()),
+        ),
         ("caps", cfg.caps.to_value()),
     ];
     if let Some(ct) = kem_ct {
@@ -174,7 +187,8 @@ fn parse_payload(bytes: &[u8]) -> Result<PeerPayload, CryptoError> {
         .get("id")
         .and_then(Value::as_bytes)
         .ok_or_else(|| CryptoError::Payload("missing or non-bytes \"id\"".into()))?;
-    let id = VerifyingKey::from_slice(id).map_err(|_| CryptoError::AuthFailed("\"id\" is not an Ed25519 key"))?;
+    let id = VerifyingKey::from_slice(id)
+        .map_err(|_| CryptoError::AuthFailed("\"id\" is not an Ed25519 key"))?;
     let caps_value = v
         .get("caps")
         .cloned()
@@ -189,7 +203,12 @@ fn parse_payload(bytes: &[u8]) -> Result<PeerPayload, CryptoError> {
                 .to_vec(),
         ),
     };
-    Ok(PeerPayload { id, caps, caps_value, kem })
+    Ok(PeerPayload {
+        id,
+        caps,
+        caps_value,
+        kem,
+    })
 }
 
 fn finish(
@@ -225,7 +244,6 @@ impl Initiator {
         remote: &VerifyingKey,
         rng: &mut R,
     ) -> Result<(InitiatorAwaitMsg2, Vec<u8>), CryptoError> {
-        let s = cfg.identity.to_x25519();
         let rs = remote.to_x25519();
         let (kem, payload) = match cfg.pq {
             PqMode::Hybrid => {
@@ -234,10 +252,23 @@ impl Initiator {
             }
             PqMode::Classic => (None, Vec::new()),
         };
-        let st = noise::InitiatorStart::new(s, rs, &cfg.prologue());
+        let st = noise::InitiatorStart::with_public(
+            cfg.static_x.clone(),
+            cfg.static_x_pub,
+            rs,
+            &cfg.prologue(),
+        );
         let mut msg = Vec::with_capacity(32 + payload.len() + 16);
         let noise = st.write_message1(X25519Secret::generate(rng), &payload, &mut msg)?;
-        Ok((InitiatorAwaitMsg2 { noise, cfg, expected: *remote, kem }, prefix_message(&msg)?))
+        Ok((
+            InitiatorAwaitMsg2 {
+                noise,
+                cfg,
+                expected: *remote,
+                kem,
+            },
+            prefix_message(&msg)?,
+        ))
     }
 }
 
@@ -249,11 +280,15 @@ impl InitiatorAwaitMsg2 {
         let got = self.noise.read_message2(msg, &mut payload)?;
         let peer = parse_payload(&payload)?;
         if !crate::ct::ct_eq(&peer.id.to_bytes(), &self.expected.to_bytes()) {
-            return Err(CryptoError::AuthFailed("responder identity differs from the dialed key"));
+            return Err(CryptoError::AuthFailed(
+                "responder identity differs from the dialed key",
+            ));
         }
         let ss = match (&self.kem, &peer.kem) {
             (Some(sk), Some(ct)) => Some(sk.decapsulate(ct)?),
-            (Some(_), None) => return Err(CryptoError::PqPolicy("responder refused the ML-KEM hybrid")),
+            (Some(_), None) => {
+                return Err(CryptoError::PqPolicy("responder refused the ML-KEM hybrid"));
+            }
             (None, Some(_)) => return Err(CryptoError::PqPolicy("unrequested ML-KEM ciphertext")),
             (None, None) => None,
         };
@@ -264,8 +299,14 @@ impl InitiatorAwaitMsg2 {
         let mut out = Vec::new();
         let done = got.write_message3(&identity_payload(&self.cfg, None)?, &mut out)?;
         let ours = self.cfg.caps.to_value();
-        let schedule =
-            finish(&done, ss.as_ref().map(|s| s.as_slice()), &selection, &ours, &peer.caps_value, &self.cfg.template)?;
+        let schedule = finish(
+            &done,
+            ss.as_ref().map(|s| s.as_slice()),
+            &selection,
+            &ours,
+            &peer.caps_value,
+            &self.cfg.template,
+        )?;
         let est = Established {
             schedule,
             role: Role::Initiator,
@@ -296,9 +337,14 @@ pub struct ResponderAwaitMsg3 {
 }
 
 impl Responder {
-    /// A responder with our configuration.
+    /// A responder with our configuration (its first phase).
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(cfg: HandshakeConfig) -> Result<ResponderAwaitMsg1, CryptoError> {
-        let noise = noise::ResponderStart::new(cfg.identity.to_x25519(), &cfg.prologue())?;
+        let noise = noise::ResponderStart::with_public(
+            cfg.static_x.clone(),
+            cfg.static_x_pub,
+            &cfg.prologue(),
+        );
         Ok(ResponderAwaitMsg1 { noise, cfg })
     }
 }
@@ -316,7 +362,8 @@ impl ResponderAwaitMsg1 {
         let (ct, ss_pq) = match (payload.len(), self.cfg.pq) {
             (0, _) => {
                 let deadline_passed = self.cfg.now_unix >= PQ_MANDATORY_FROM_UNIX;
-                if self.cfg.pq == PqMode::Hybrid && deadline_passed && !self.cfg.allow_classic_peers {
+                if self.cfg.pq == PqMode::Hybrid && deadline_passed && !self.cfg.allow_classic_peers
+                {
                     return Err(CryptoError::PqPolicy("initiator offered no ML-KEM key"));
                 }
                 (None, None)
@@ -326,12 +373,23 @@ impl ResponderAwaitMsg1 {
                 (Some(ct), Some(ss))
             }
             (kem::EK_LEN, PqMode::Classic) => (None, None),
-            _ => return Err(CryptoError::HandshakeMalformed("msg 1 payload must be 0 or 1184 bytes")),
+            _ => {
+                return Err(CryptoError::HandshakeMalformed(
+                    "msg 1 payload must be 0 or 1184 bytes",
+                ));
+            }
         };
         let body = identity_payload(&self.cfg, ct.as_deref())?;
         let mut out = Vec::with_capacity(32 + body.len() + 16);
         let noise = got.write_message2(X25519Secret::generate(rng), &body, &mut out)?;
-        Ok((ResponderAwaitMsg3 { noise, cfg: self.cfg, ss_pq }, prefix_message(&out)?))
+        Ok((
+            ResponderAwaitMsg3 {
+                noise,
+                cfg: self.cfg,
+                ss_pq,
+            },
+            prefix_message(&out)?,
+        ))
     }
 }
 
@@ -348,7 +406,9 @@ impl ResponderAwaitMsg3 {
             return Err(CryptoError::Payload("\"kem\" not allowed in msg 3".into()));
         }
         if !crate::ct::ct_eq(&peer.id.to_x25519().0, &done.remote_static.0) {
-            return Err(CryptoError::AuthFailed("initiator static key is not the X25519 form of its id"));
+            return Err(CryptoError::AuthFailed(
+                "initiator static key is not the X25519 form of its id",
+            ));
         }
         let selection = caps::select(&peer.caps, &self.cfg.caps);
         let ours = self.cfg.caps.to_value();

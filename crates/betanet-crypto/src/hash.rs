@@ -43,7 +43,9 @@ impl Default for Sha256 {
 impl Sha256 {
     /// A fresh hasher.
     pub fn new() -> Self {
-        Sha256 { ctx: digest::Context::new(&digest::SHA256) }
+        Sha256 {
+            ctx: digest::Context::new(&digest::SHA256),
+        }
     }
 
     /// Absorbs `data`.
@@ -74,9 +76,6 @@ mod tests {
         h.update(b"ab");
         h.update(b"c");
         assert_eq!(h.finish(), sha256(b"abc"));
-        assert_eq!(
-            hex::encode(&sha512(b"abc")[..8]),
-            "ddaf35a193617aba"
-        );
+        assert_eq!(hex::encode(&sha512(b"abc")[..8]), "ddaf35a193617aba");
     }
 }

@@ -64,13 +64,17 @@ impl FromStr for PeerId {
     type Err = CryptoError;
     fn from_str(s: &str) -> Result<Self, CryptoError> {
         if s.len() != 68 || s.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(CryptoError::InvalidId("PeerID must be 68 lowercase hex digits"));
+            return Err(CryptoError::InvalidId(
+                "PeerID must be 68 lowercase hex digits",
+            ));
         }
         let mut out = [0u8; 34];
         hex::decode_to_slice(s, &mut out)
             .map_err(|_| CryptoError::InvalidId("PeerID must be 68 lowercase hex digits"))?;
         if out[0] != 0x12 || out[1] != 0x20 {
-            return Err(CryptoError::InvalidId("PeerID must start with multihash prefix 1220"));
+            return Err(CryptoError::InvalidId(
+                "PeerID must start with multihash prefix 1220",
+            ));
         }
         Ok(PeerId(out))
     }
@@ -143,7 +147,9 @@ impl fmt::Display for Bn1Name {
 impl FromStr for Bn1Name {
     type Err = CryptoError;
     fn from_str(s: &str) -> Result<Self, CryptoError> {
-        let body = s.strip_prefix("bn1:").ok_or(CryptoError::InvalidId("name must start with bn1:"))?;
+        let body = s
+            .strip_prefix("bn1:")
+            .ok_or(CryptoError::InvalidId("name must start with bn1:"))?;
         let raw = base32()?
             .decode(body.as_bytes())
             .map_err(|_| CryptoError::InvalidId("name is not lowercase unpadded base32"))?;
@@ -182,7 +188,9 @@ impl ServiceId {
         if self.matches(key) {
             Ok(())
         } else {
-            Err(CryptoError::AuthFailed("service key does not match the betanet:// id"))
+            Err(CryptoError::AuthFailed(
+                "service key does not match the betanet:// id",
+            ))
         }
     }
 
@@ -224,12 +232,17 @@ impl FromStr for BetanetUrl {
             None => (rest, ""),
         };
         if idhex.len() != 64 || idhex.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(CryptoError::InvalidId("betanet:// id must be 64 lowercase hex digits"));
+            return Err(CryptoError::InvalidId(
+                "betanet:// id must be 64 lowercase hex digits",
+            ));
         }
         let mut id = [0u8; 32];
         hex::decode_to_slice(idhex, &mut id)
             .map_err(|_| CryptoError::InvalidId("betanet:// id must be 64 lowercase hex digits"))?;
-        Ok(BetanetUrl { id: ServiceId(id), resource: resource.to_owned() })
+        Ok(BetanetUrl {
+            id: ServiceId(id),
+            resource: resource.to_owned(),
+        })
     }
 }
 
@@ -285,7 +298,10 @@ mod tests {
         let ck = Bn1Name::checksum(&NodeId([0u8; 20]));
         let mut raw = [0u8; 24];
         raw[20..].copy_from_slice(&ck);
-        let expected = format!("bn1:{}", data_encoding::BASE32_NOPAD.encode(&raw).to_lowercase());
+        let expected = format!(
+            "bn1:{}",
+            data_encoding::BASE32_NOPAD.encode(&raw).to_lowercase()
+        );
         assert_eq!(n.to_string(), expected);
     }
 

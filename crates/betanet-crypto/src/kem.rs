@@ -29,14 +29,20 @@ impl KemSecret {
     pub fn generate() -> Result<(Self, Vec<u8>), CryptoError> {
         let dk = DecapsulationKey::generate(&ML_KEM_768).map_err(|_| CryptoError::Internal)?;
         let ek = dk.encapsulation_key().map_err(|_| CryptoError::Internal)?;
-        let bytes = ek.key_bytes().map_err(|_| CryptoError::Internal)?.as_ref().to_vec();
+        let bytes = ek
+            .key_bytes()
+            .map_err(|_| CryptoError::Internal)?
+            .as_ref()
+            .to_vec();
         Ok((KemSecret(dk), bytes))
     }
 
     /// Recovers the shared secret from a 1088-byte ciphertext.
     pub fn decapsulate(&self, ct: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         if ct.len() != CT_LEN {
-            return Err(CryptoError::HandshakeMalformed("ML-KEM ciphertext must be 1088 bytes"));
+            return Err(CryptoError::HandshakeMalformed(
+                "ML-KEM ciphertext must be 1088 bytes",
+            ));
         }
         let ss = self
             .0
@@ -49,7 +55,9 @@ impl KemSecret {
 /// Encapsulates to a peer's 1184-byte encapsulation key: `(ciphertext, shared secret)`.
 pub fn encapsulate(ek: &[u8]) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>), CryptoError> {
     if ek.len() != EK_LEN {
-        return Err(CryptoError::HandshakeMalformed("ML-KEM key must be 1184 bytes"));
+        return Err(CryptoError::HandshakeMalformed(
+            "ML-KEM key must be 1184 bytes",
+        ));
     }
     let ek = EncapsulationKey::new(&ML_KEM_768, ek)
         .map_err(|_| CryptoError::HandshakeMalformed("invalid ML-KEM encapsulation key"))?;

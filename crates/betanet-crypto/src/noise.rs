@@ -36,7 +36,10 @@ pub struct CipherState {
 
 impl std::fmt::Debug for CipherState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CipherState").field("has_key", &self.key.is_some()).field("n", &self.n).finish()
+        f.debug_struct("CipherState")
+            .field("has_key", &self.key.is_some())
+            .field("n", &self.n)
+            .finish()
     }
 }
 
@@ -46,7 +49,10 @@ impl CipherState {
     }
 
     fn with_key(k: &[u8; 32]) -> Self {
-        CipherState { key: Some(AeadKey::new(k)), n: 0 }
+        CipherState {
+            key: Some(AeadKey::new(k)),
+            n: 0,
+        }
     }
 
     fn nonce(&self) -> [u8; 12] {
@@ -56,7 +62,12 @@ impl CipherState {
     }
 
     /// `EncryptWithAd`: appends the ciphertext of `pt` (and tag) to `out`.
-    pub fn encrypt_with_ad(&mut self, ad: &[u8], pt: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    pub fn encrypt_with_ad(
+        &mut self,
+        ad: &[u8],
+        pt: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         let Some(key) = &self.key else {
             out.extend_from_slice(pt);
             return Ok(());
@@ -73,7 +84,12 @@ impl CipherState {
     }
 
     /// `DecryptWithAd`: appends the plaintext of `ct` to `out`.
-    pub fn decrypt_with_ad(&mut self, ad: &[u8], ct: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    pub fn decrypt_with_ad(
+        &mut self,
+        ad: &[u8],
+        ct: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         let Some(key) = &self.key else {
             out.extend_from_slice(ct);
             return Ok(());
@@ -82,11 +98,14 @@ impl CipherState {
             return Err(CryptoError::NonceExhausted);
         }
         if ct.len() < TAG_LEN {
-            return Err(CryptoError::HandshakeMalformed("ciphertext shorter than a tag"));
+            return Err(CryptoError::HandshakeMalformed(
+                "ciphertext shorter than a tag",
+            ));
         }
         let start = out.len();
         out.extend_from_slice(ct);
-        let n = match key.open_in_place(self.nonce(), ad, out.get_mut(start..).unwrap_or_default()) {
+        let n = match key.open_in_place(self.nonce(), ad, out.get_mut(start..).unwrap_or_default())
+        {
             Ok(pt) => pt.len(),
             Err(e) => {
                 out.truncate(start);
@@ -108,7 +127,11 @@ struct SymmetricState {
 impl SymmetricState {
     fn new() -> Self {
         // The name is exactly HASHLEN bytes: h = name, no hashing.
-        SymmetricState { ck: Zeroizing::new(*PROTOCOL_NAME), h: *PROTOCOL_NAME, cs: CipherState::empty() }
+        SymmetricState {
+            ck: Zeroizing::new(*PROTOCOL_NAME),
+            h: *PROTOCOL_NAME,
+            cs: CipherState::empty(),
+        }
     }
 
     fn mix_hash(&mut self, data: &[u8]) {
@@ -159,7 +182,9 @@ fn dh(s: &X25519Secret, p: &X25519Public) -> Result<Zeroizing<[u8; 32]>, CryptoE
 
 fn read_key(msg: &[u8]) -> Result<(X25519Public, &[u8]), CryptoError> {
     if msg.len() < DHLEN {
-        return Err(CryptoError::HandshakeMalformed("message shorter than a public key"));
+        return Err(CryptoError::HandshakeMalformed(
+            "message shorter than a public key",
+        ));
     }
     let (k, rest) = msg.split_at(DHLEN);
     let mut key = [0u8; 32];
@@ -209,6 +234,7 @@ impl Completed {
 pub struct InitiatorStart {
     ss: SymmetricState,
     s: X25519Secret,
+    s_pub: Option<X25519Public>,
     rs: X25519Public,
 }
 
@@ -216,6 +242,7 @@ pub struct InitiatorStart {
 pub struct InitiatorSentMsg1 {
     ss: SymmetricState,
     s: X25519Secret,
+    s_pub: Option<X25519Public>,
     e: X25519Secret,
     rs: X25519Public,
 }
@@ -224,6 +251,7 @@ pub struct InitiatorSentMsg1 {
 pub struct InitiatorGotMsg2 {
     ss: SymmetricState,
     s: X25519Secret,
+    s_pub: Option<X25519Public>,
     re: X25519Public,
     rs: X25519Public,
 }
@@ -234,7 +262,25 @@ impl InitiatorStart {
         let mut ss = SymmetricState::new();
         ss.mix_hash(prologue);
         ss.mix_hash(&rs.0);
-        InitiatorStart { ss, s, rs }
+        InitiatorStart {
+            ss,
+            s,
+            s_pub: None,
+            rs,
+        }
+    }
+
+    /// Like [`InitiatorStart::new`] with the public half of `s` precomputed (saves one scalar
+    /// multiplication per handshake). `s_pub` must be `s.public()`.
+    pub fn with_public(
+        s: X25519Secret,
+        s_pub: X25519Public,
+        rs: X25519Public,
+        prologue: &[u8],
+    ) -> Self {
+        let mut st = Self::new(s, rs, prologue);
+        st.s_pub = Some(s_pub);
+        st
     }
 
     /// `-> e, es` with `payload`, appended to `out`.
@@ -251,34 +297,62 @@ impl InitiatorStart {
         let k = dh(&e, &self.rs)?;
         self.ss.mix_key(k.as_ref());
         self.ss.encrypt_and_hash(payload, out)?;
-        Ok(InitiatorSentMsg1 { ss: self.ss, s: self.s, e, rs: self.rs })
+        Ok(InitiatorSentMsg1 {
+            ss: self.ss,
+            s: self.s,
+            s_pub: self.s_pub,
+            e,
+            rs: self.rs,
+        })
     }
 }
 
 impl InitiatorSentMsg1 {
     /// `<- e, ee`; appends the decrypted payload to `payload`.
-    pub fn read_message2(mut self, msg: &[u8], payload: &mut Vec<u8>) -> Result<InitiatorGotMsg2, CryptoError> {
+    pub fn read_message2(
+        mut self,
+        msg: &[u8],
+        payload: &mut Vec<u8>,
+    ) -> Result<InitiatorGotMsg2, CryptoError> {
         check_len(msg.len())?;
         let (re, rest) = read_key(msg)?;
         self.ss.mix_hash(&re.0);
         let k = dh(&self.e, &re)?;
         self.ss.mix_key(k.as_ref());
         self.ss.decrypt_and_hash(rest, payload)?;
-        Ok(InitiatorGotMsg2 { ss: self.ss, s: self.s, re, rs: self.rs })
+        Ok(InitiatorGotMsg2 {
+            ss: self.ss,
+            s: self.s,
+            s_pub: self.s_pub,
+            re,
+            rs: self.rs,
+        })
     }
 }
 
 impl InitiatorGotMsg2 {
     /// `-> s, se` with `payload`, appended to `out`; completes the handshake.
-    pub fn write_message3(mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<Completed, CryptoError> {
+    pub fn write_message3(
+        mut self,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Completed, CryptoError> {
         check_len(DHLEN + TAG_LEN + payload.len() + TAG_LEN)?;
-        let spub = self.s.public()?;
+        let spub = match self.s_pub {
+            Some(p) => p,
+            None => self.s.public()?,
+        };
         self.ss.encrypt_and_hash(&spub.0, out)?;
         let k = dh(&self.s, &self.re)?;
         self.ss.mix_key(k.as_ref());
         self.ss.encrypt_and_hash(payload, out)?;
         let (k1, k2) = self.ss.split();
-        Ok(Completed { handshake_hash: self.ss.h, k1, k2, remote_static: self.rs })
+        Ok(Completed {
+            handshake_hash: self.ss.h,
+            k1,
+            k2,
+            remote_static: self.rs,
+        })
     }
 
     /// The handshake hash so far (after message 2).
@@ -308,14 +382,25 @@ pub struct ResponderSentMsg2 {
 impl ResponderStart {
     /// Starts a handshake with static key `s` (whose public half the initiator knows).
     pub fn new(s: X25519Secret, prologue: &[u8]) -> Result<Self, CryptoError> {
+        let s_pub = s.public()?;
+        Ok(Self::with_public(s, s_pub, prologue))
+    }
+
+    /// Like [`ResponderStart::new`] with the public half of `s` precomputed (saves one scalar
+    /// multiplication per handshake). `s_pub` must be `s.public()`.
+    pub fn with_public(s: X25519Secret, s_pub: X25519Public, prologue: &[u8]) -> Self {
         let mut ss = SymmetricState::new();
         ss.mix_hash(prologue);
-        ss.mix_hash(&s.public()?.0);
-        Ok(ResponderStart { ss, s })
+        ss.mix_hash(&s_pub.0);
+        ResponderStart { ss, s }
     }
 
     /// `-> e, es`; appends the decrypted payload to `payload`.
-    pub fn read_message1(mut self, msg: &[u8], payload: &mut Vec<u8>) -> Result<ResponderGotMsg1, CryptoError> {
+    pub fn read_message1(
+        mut self,
+        msg: &[u8],
+        payload: &mut Vec<u8>,
+    ) -> Result<ResponderGotMsg1, CryptoError> {
         check_len(msg.len())?;
         let (re, rest) = read_key(msg)?;
         self.ss.mix_hash(&re.0);
@@ -328,7 +413,12 @@ impl ResponderStart {
 
 impl ResponderGotMsg1 {
     /// `<- e, ee` with `payload`, appended to `out`.
-    pub fn write_message2(mut self, e: X25519Secret, payload: &[u8], out: &mut Vec<u8>) -> Result<ResponderSentMsg2, CryptoError> {
+    pub fn write_message2(
+        mut self,
+        e: X25519Secret,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<ResponderSentMsg2, CryptoError> {
         check_len(DHLEN + payload.len() + TAG_LEN)?;
         let epub = e.public()?;
         out.extend_from_slice(&epub.0);
@@ -342,7 +432,11 @@ impl ResponderGotMsg1 {
 
 impl ResponderSentMsg2 {
     /// `-> s, se`; appends the decrypted payload to `payload`; completes the handshake.
-    pub fn read_message3(mut self, msg: &[u8], payload: &mut Vec<u8>) -> Result<Completed, CryptoError> {
+    pub fn read_message3(
+        mut self,
+        msg: &[u8],
+        payload: &mut Vec<u8>,
+    ) -> Result<Completed, CryptoError> {
         check_len(msg.len())?;
         if msg.len() < DHLEN + TAG_LEN {
             return Err(CryptoError::HandshakeMalformed("message 3 too short"));
@@ -355,7 +449,12 @@ impl ResponderSentMsg2 {
         self.ss.mix_key(k.as_ref());
         self.ss.decrypt_and_hash(rest, payload)?;
         let (k1, k2) = self.ss.split();
-        Ok(Completed { handshake_hash: self.ss.h, k1, k2, remote_static: rs })
+        Ok(Completed {
+            handshake_hash: self.ss.h,
+            k1,
+            k2,
+            remote_static: rs,
+        })
     }
 }
 

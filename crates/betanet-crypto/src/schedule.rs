@@ -38,7 +38,11 @@ pub fn derive_ekm(
     let ctx_hash = sha256(ctx);
     let mut ekm = Zeroizing::new([0u8; 32]);
     // 32 bytes is always a valid length.
-    let _ = hkdf_expand(prk.as_ref(), &[b"betanet/1.2/inner", &ctx_hash], ekm.as_mut());
+    let _ = hkdf_expand(
+        prk.as_ref(),
+        &[b"betanet/1.2/inner", &ctx_hash],
+        ekm.as_mut(),
+    );
     ekm
 }
 
@@ -56,7 +60,9 @@ impl std::fmt::Debug for KeySchedule {
 impl KeySchedule {
     /// `K0 = HKDF-Extract(0^32, EKM)`.
     pub fn from_ekm(ekm: &[u8; 32]) -> Self {
-        KeySchedule { k0: hkdf_extract(&[0u8; 32], ekm) }
+        KeySchedule {
+            k0: hkdf_extract(&[0u8; 32], ekm),
+        }
     }
 
     /// `TS_c`, the initiator→responder traffic secret.
@@ -108,11 +114,20 @@ impl Generation {
         let mut salt = [0u8; NONCE_LEN];
         // 12 bytes is always a valid length.
         let _ = expand_label(ts.as_ref(), "nonce", &mut salt);
-        Generation { aead: AeadKey::new(&key), ts, salt, counter: 0, number }
+        Generation {
+            aead: AeadKey::new(&key),
+            ts,
+            salt,
+            counter: 0,
+            number,
+        }
     }
 
     fn next(&self) -> Self {
-        Generation::new(expand_label32(self.ts.as_ref(), "next"), self.number.wrapping_add(1))
+        Generation::new(
+            expand_label32(self.ts.as_ref(), "next"),
+            self.number.wrapping_add(1),
+        )
     }
 
     fn nonce(&self) -> [u8; NONCE_LEN] {
@@ -149,7 +164,10 @@ impl std::fmt::Debug for FrameSealer {
 impl FrameSealer {
     /// A sealer starting at generation 0 of traffic secret `ts`.
     pub fn new(ts: Zeroizing<[u8; 32]>) -> Self {
-        FrameSealer { cur: Generation::new(ts, 0), bytes: 0 }
+        FrameSealer {
+            cur: Generation::new(ts, 0),
+            bytes: 0,
+        }
     }
 
     /// Encrypts `in_out` in place with associated data `aad` (the frame header) and returns
@@ -245,8 +263,8 @@ impl FrameOpener {
             return Err(CryptoError::NonceExhausted);
         }
         let in_overlap = self.prev.as_ref().is_some_and(|(_, n)| *n > 0);
-        let keep_copy = in_overlap
-            || (self.reordering && (self.prev.is_some() || self.retired.is_some()));
+        let keep_copy =
+            in_overlap || (self.reordering && (self.prev.is_some() || self.retired.is_some()));
         self.scratch.clear();
         if keep_copy {
             self.scratch.extend_from_slice(buf);
@@ -254,29 +272,36 @@ impl FrameOpener {
         let result = match self.cur.aead.open_in_place(self.cur.nonce(), aad, buf) {
             Ok(pt) => {
                 self.cur.counter += 1;
-                Ok(Opened { len: pt.len(), generation: self.cur.number })
+                Ok(Opened {
+                    len: pt.len(),
+                    generation: self.cur.number,
+                })
             }
             Err(_) => self.open_older(aad, buf, in_overlap),
         };
-        if result.is_ok() {
-            if let Some((_, n)) = self.prev.as_mut() {
-                *n = n.saturating_sub(1);
-            }
+        if let (Ok(_), Some((_, n))) = (&result, self.prev.as_mut()) {
+            *n = n.saturating_sub(1);
         }
         result
     }
 
-    fn open_older(&mut self, aad: &[u8], buf: &mut [u8], in_overlap: bool) -> Result<Opened, CryptoError> {
+    fn open_older(
+        &mut self,
+        aad: &[u8],
+        buf: &mut [u8],
+        in_overlap: bool,
+    ) -> Result<Opened, CryptoError> {
         if self.scratch.len() != buf.len() {
             return Err(CryptoError::Decrypt);
         }
-        if in_overlap {
-            if let Some((prev, _)) = self.prev.as_mut() {
-                buf.copy_from_slice(&self.scratch);
-                if let Ok(pt) = prev.aead.open_in_place(prev.nonce(), aad, buf) {
-                    prev.counter += 1;
-                    return Ok(Opened { len: pt.len(), generation: prev.number });
-                }
+        if let (true, Some((prev, _))) = (in_overlap, self.prev.as_mut()) {
+            buf.copy_from_slice(&self.scratch);
+            if let Ok(pt) = prev.aead.open_in_place(prev.nonce(), aad, buf) {
+                prev.counter += 1;
+                return Ok(Opened {
+                    len: pt.len(),
+                    generation: prev.number,
+                });
             }
         }
         let prev_expired = self.prev.as_ref().filter(|(_, n)| *n == 0).map(|(g, _)| g);
@@ -389,7 +414,10 @@ mod tests {
         // The sender had two more frames sealed under generation 0 in its pipeline when it
         // switched: they arrive after the KEY_UPDATE, interleaved with generation-1 frames.
         let ku = send(&mut tx, b"");
-        let mut old_tx = FrameSealer { cur: Generation::new(tx.cur.ts.clone(), 0), bytes: 0 };
+        let mut old_tx = FrameSealer {
+            cur: Generation::new(tx.cur.ts.clone(), 0),
+            bytes: 0,
+        };
         old_tx.cur.counter = tx.cur.counter;
         tx.key_update();
         assert_eq!(tx.generation(), 1);
@@ -404,10 +432,16 @@ mod tests {
         // Overlap of 3 frames is used up: a generation-0 frame is now an old-key frame.
         let stale = send(&mut old_tx, b"stale");
         // In-order carriage: just an undecryptable frame (CLOSE 7).
-        assert!(matches!(recv(&mut rx, stale.clone()), Err(CryptoError::Decrypt)));
+        assert!(matches!(
+            recv(&mut rx, stale.clone()),
+            Err(CryptoError::Decrypt)
+        ));
         // A reordering carriage classifies it.
         rx.set_reordering(true);
-        assert!(matches!(recv(&mut rx, stale), Err(CryptoError::OldKeyFrame)));
+        assert!(matches!(
+            recv(&mut rx, stale),
+            Err(CryptoError::OldKeyFrame)
+        ));
         let new2 = send(&mut tx, b"new2");
         assert_eq!(recv(&mut rx, new2).unwrap(), (b"new2".to_vec(), 1));
     }
@@ -423,7 +457,10 @@ mod tests {
             }
             if g == 10 {
                 // A frame of generation 10 that will arrive two generations later.
-                let mut probe = FrameSealer { cur: Generation::new(tx.cur.ts.clone(), 10), bytes: 0 };
+                let mut probe = FrameSealer {
+                    cur: Generation::new(tx.cur.ts.clone(), 10),
+                    bytes: 0,
+                };
                 // The KEY_UPDATE takes the current counter; the stray frame the one after it.
                 probe.cur.counter = tx.cur.counter + 1;
                 keep = Some(send(&mut probe, b"old"));
@@ -466,7 +503,10 @@ mod tests {
         tx.set_counter(u64::MAX - 1);
         send(&mut tx, b"last");
         let mut b = b"one too many".to_vec();
-        assert!(matches!(tx.seal(b"hdr", &mut b), Err(CryptoError::NonceExhausted)));
+        assert!(matches!(
+            tx.seal(b"hdr", &mut b),
+            Err(CryptoError::NonceExhausted)
+        ));
         tx.key_update();
         assert_eq!(tx.frames_under_key(), 0);
         send(&mut tx, b"fresh key");
@@ -482,13 +522,71 @@ mod tests {
     #[test]
     fn ekm_binds_every_input() {
         let base = derive_ekm(&[1; 32], &[2; 32], &[3; 32], Some(&[4; 32]), b"ctx");
-        assert_ne!(*base, *derive_ekm(&[1; 32], &[2; 32], &[3; 32], None, b"ctx"));
-        assert_ne!(*base, *derive_ekm(&[1; 32], &[2; 32], &[3; 32], Some(&[4; 32]), b"ctX"));
-        assert_ne!(*base, *derive_ekm(&[0; 32], &[2; 32], &[3; 32], Some(&[4; 32]), b"ctx"));
+        assert_ne!(
+            *base,
+            *derive_ekm(&[1; 32], &[2; 32], &[3; 32], None, b"ctx")
+        );
+        assert_ne!(
+            *base,
+            *derive_ekm(&[1; 32], &[2; 32], &[3; 32], Some(&[4; 32]), b"ctX")
+        );
+        assert_ne!(
+            *base,
+            *derive_ekm(&[0; 32], &[2; 32], &[3; 32], Some(&[4; 32]), b"ctx")
+        );
         // EKM = Expand(Extract(h, k1‖k2‖ss), "betanet/1.2/inner" ‖ SHA-256(ctx)).
         let prk = hkdf_extract(&[1; 32], &[[2u8; 32], [3; 32], [4; 32]].concat());
         let mut want = [0u8; 32];
-        hkdf_expand(prk.as_ref(), &[b"betanet/1.2/inner", &sha256(b"ctx")], &mut want).unwrap();
+        hkdf_expand(
+            prk.as_ref(),
+            &[b"betanet/1.2/inner", &sha256(b"ctx")],
+            &mut want,
+        )
+        .unwrap();
         assert_eq!(*base, want);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Send { from_initiator: bool, len: usize },
+        KeyUpdate { from_initiator: bool },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (any::<bool>(), 0usize..200).prop_map(|(f, len)| Op::Send { from_initiator: f, len }),
+            1 => any::<bool>().prop_map(|f| Op::KeyUpdate { from_initiator: f }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Random interleavings of data and KEY_UPDATEs from both sides: every frame opens on
+        /// the other side, in order, with the generation the sender used.
+        #[test]
+        fn random_sessions_stay_in_sync(ops in proptest::collection::vec(op(), 1..80)) {
+            let ks = KeySchedule::from_ekm(&[11u8; 32]);
+            let (mut itx, mut irx) = ks.frame_keys(Role::Initiator);
+            let (mut rtx, mut rrx) = ks.frame_keys(Role::Responder);
+            for (n, op) in ops.into_iter().enumerate() {
+                let (from_i, msg, ku) = match op {
+                    Op::Send { from_initiator, len } => (from_initiator, vec![n as u8; len], false),
+                    Op::KeyUpdate { from_initiator } => (from_initiator, Vec::new(), true),
+                };
+                let (tx, rx) = if from_i { (&mut itx, &mut rrx) } else { (&mut rtx, &mut irx) };
+                let gen_before = tx.generation();
+                let frame = send(tx, &msg);
+                if ku {
+                    tx.key_update();
+                }
+                let (pt, generation) = recv(rx, frame).unwrap();
+                proptest::prop_assert_eq!(pt, msg);
+                proptest::prop_assert_eq!(generation, gen_before);
+                if ku {
+                    rx.key_update();
+                }
+                proptest::prop_assert_eq!(rx.generation(), tx.generation());
+            }
+        }
     }
 }

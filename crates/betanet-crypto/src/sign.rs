@@ -88,8 +88,9 @@ impl VerifyingKey {
 
     /// Parses from a slice that must be exactly 32 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let arr: &[u8; 32] =
-            bytes.try_into().map_err(|_| CryptoError::InvalidPublicKey { kind: "Ed25519" })?;
+        let arr: &[u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::InvalidPublicKey { kind: "Ed25519" })?;
         Self::from_bytes(arr)
     }
 
@@ -101,12 +102,16 @@ impl VerifyingKey {
     /// Verifies `sig` over `msg` with RFC 8032 strict rules (no small-order keys or
     /// non-canonical signatures).
     pub fn verify(&self, msg: &[u8], sig: &Signature) -> Result<(), CryptoError> {
-        self.0.verify_strict(msg, &sig.0).map_err(|_| CryptoError::BadSignature)
+        self.0
+            .verify_strict(msg, &sig.0)
+            .map_err(|_| CryptoError::BadSignature)
     }
 
     /// Verifies with the cofactorless rules of plain RFC 8032 (for interoperability checks).
     pub fn verify_lenient(&self, msg: &[u8], sig: &Signature) -> Result<(), CryptoError> {
-        self.0.verify(msg, &sig.0).map_err(|_| CryptoError::BadSignature)
+        self.0
+            .verify(msg, &sig.0)
+            .map_err(|_| CryptoError::BadSignature)
     }
 
     /// The X25519 (Montgomery) form of this key (SPEC §3).

@@ -34,7 +34,12 @@ pub struct Kem {
 }
 
 /// ML-KEM-768 (FIPS 203).
-pub const ML_KEM_768: Kem = Kem { name: "ML-KEM-768", ek_len: 1184, ct_len: 1088, ss_len: 32 };
+pub const ML_KEM_768: Kem = Kem {
+    name: "ML-KEM-768",
+    ek_len: 1184,
+    ct_len: 1088,
+    ss_len: 32,
+};
 
 /// Betanet 1.2 with the X25519 + ML-KEM-768 hybrid (the default).
 pub const BETANET_1_2_HYBRID: Suite = Suite {
@@ -48,7 +53,11 @@ pub const BETANET_1_2_HYBRID: Suite = Suite {
 };
 
 /// Betanet 1.2 without the post-quantum hybrid (only for peers that do not offer it).
-pub const BETANET_1_2_CLASSIC: Suite = Suite { name: "betanet-1.2/x25519/chachapoly/sha256", kem: None, ..BETANET_1_2_HYBRID };
+pub const BETANET_1_2_CLASSIC: Suite = Suite {
+    name: "betanet-1.2/x25519/chachapoly/sha256",
+    kem: None,
+    ..BETANET_1_2_HYBRID
+};
 
 /// All registered suites, most preferred first.
 pub const SUITES: &[Suite] = &[BETANET_1_2_HYBRID, BETANET_1_2_CLASSIC];

@@ -1,6 +1,8 @@
 //! The published Noise test vectors for `Noise_XK_25519_ChaChaPoly_SHA256` (cacophony format,
 //! `testdata/noise_xk_vectors.json`, taken from the vector files shipped with `snow`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use betanet_crypto::dh::X25519Secret;
 use betanet_crypto::noise::{InitiatorStart, ResponderStart};
 
@@ -29,7 +31,9 @@ fn cacophony_xk() {
         // Message 1: initiator -> responder.
         let (p, c) = (hx(&msgs[0], "payload"), hx(&msgs[0], "ciphertext"));
         let mut out = Vec::new();
-        let ini = ini.write_message1(key(v, "init_ephemeral"), &p, &mut out).unwrap();
+        let ini = ini
+            .write_message1(key(v, "init_ephemeral"), &p, &mut out)
+            .unwrap();
         assert_eq!(out, c, "message 1");
         let mut pt = Vec::new();
         let resp = resp.read_message1(&c, &mut pt).unwrap();
@@ -38,7 +42,9 @@ fn cacophony_xk() {
         // Message 2: responder -> initiator.
         let (p, c) = (hx(&msgs[1], "payload"), hx(&msgs[1], "ciphertext"));
         let mut out = Vec::new();
-        let resp = resp.write_message2(key(v, "resp_ephemeral"), &p, &mut out).unwrap();
+        let resp = resp
+            .write_message2(key(v, "resp_ephemeral"), &p, &mut out)
+            .unwrap();
         assert_eq!(out, c, "message 2");
         let mut pt = Vec::new();
         let ini = ini.read_message2(&c, &mut pt).unwrap();
@@ -63,7 +69,11 @@ fn cacophony_xk() {
         let (mut r_tx, mut r_rx) = rdone.into_transport(false);
         for (n, m) in msgs.iter().enumerate().skip(3) {
             let (p, c) = (hx(m, "payload"), hx(m, "ciphertext"));
-            let (tx, rx) = if n % 2 == 0 { (&mut i_tx, &mut r_rx) } else { (&mut r_tx, &mut i_rx) };
+            let (tx, rx) = if n % 2 == 0 {
+                (&mut i_tx, &mut r_rx)
+            } else {
+                (&mut r_tx, &mut i_rx)
+            };
             let mut out = Vec::new();
             tx.encrypt_with_ad(&[], &p, &mut out).unwrap();
             assert_eq!(out, c, "transport message {n}");

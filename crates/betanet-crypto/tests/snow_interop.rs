@@ -2,6 +2,8 @@
 //! snow's responder and snow's initiator against our responder, on the plain Noise layer and
 //! on the Betanet handshake (classic suite, since snow has no ML-KEM hybrid).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use betanet_crypto::dh::X25519Secret;
 use betanet_crypto::handshake::{
     HandshakeConfig, Initiator, PqMode, Responder, prefix_message, split_prefixed,
@@ -51,7 +53,10 @@ fn our_initiator_snow_responder_plain() {
     let n = snow_r.read_message(&m3, &mut buf).unwrap();
     assert_eq!(&buf[..n], b"three");
     assert_eq!(snow_r.get_handshake_hash(), &done.handshake_hash[..]);
-    assert_eq!(snow_r.get_remote_static().unwrap(), &i_s.public().unwrap().0[..]);
+    assert_eq!(
+        snow_r.get_remote_static().unwrap(),
+        &i_s.public().unwrap().0[..]
+    );
     let mut snow_t = snow_r.into_transport_mode().unwrap();
     let (mut tx, mut rx) = done.into_transport(true);
     let mut c = Vec::new();
@@ -84,10 +89,15 @@ fn snow_initiator_our_responder_plain() {
     let mut buf = vec![0u8; 65535];
     let n = snow_i.write_message(b"hello", &mut buf).unwrap();
     let mut p = Vec::new();
-    let st = ResponderStart::new(r_s, prologue).unwrap().read_message1(&buf[..n], &mut p).unwrap();
+    let st = ResponderStart::new(r_s, prologue)
+        .unwrap()
+        .read_message1(&buf[..n], &mut p)
+        .unwrap();
     assert_eq!(p, b"hello");
     let mut m2 = Vec::new();
-    let st = st.write_message2(X25519Secret::generate(&mut rng), b"", &mut m2).unwrap();
+    let st = st
+        .write_message2(X25519Secret::generate(&mut rng), b"", &mut m2)
+        .unwrap();
     let mut scratch = vec![0u8; 1024];
     snow_i.read_message(&m2, &mut scratch).unwrap();
     let n = snow_i.write_message(&[7u8; 300], &mut buf).unwrap();
@@ -143,9 +153,15 @@ fn betanet_initiator_against_snow() {
     let (m3, _) = split_prefixed(&m3).unwrap();
     let n = snow_r.read_message(m3, &mut buf).unwrap();
     let v = cbor::decode(&buf[..n]).unwrap();
-    assert_eq!(v.get("id").and_then(Value::as_bytes), Some(&client.verifying_key().to_bytes()[..]));
+    assert_eq!(
+        v.get("id").and_then(Value::as_bytes),
+        Some(&client.verifying_key().to_bytes()[..])
+    );
     assert_eq!(snow_r.get_handshake_hash(), &est.handshake_hash[..]);
-    assert_eq!(snow_r.get_remote_static().unwrap(), &client.verifying_key().to_x25519().0[..]);
+    assert_eq!(
+        snow_r.get_remote_static().unwrap(),
+        &client.verifying_key().to_x25519().0[..]
+    );
     assert_eq!(est.selection.l2, HTX_1_2);
 }
 
@@ -171,11 +187,17 @@ fn snow_against_betanet_responder() {
     cfg.pq = PqMode::Hybrid; // a hybrid responder accepts a classic initiator before 2027
     let mut buf = vec![0u8; 65535];
     let n = snow_i.write_message(&[], &mut buf).unwrap();
-    let (st, m2) = Responder::new(cfg).unwrap().read_msg1(&buf[..n], &mut rng).unwrap();
+    let (st, m2) = Responder::new(cfg)
+        .unwrap()
+        .read_msg1(&buf[..n], &mut rng)
+        .unwrap();
     let mut p2 = vec![0u8; 4096];
     let n = snow_i.read_message(&m2[2..], &mut p2).unwrap();
     let v = cbor::decode(&p2[..n]).unwrap();
-    assert_eq!(v.get("id").and_then(Value::as_bytes), Some(&server.verifying_key().to_bytes()[..]));
+    assert_eq!(
+        v.get("id").and_then(Value::as_bytes),
+        Some(&server.verifying_key().to_bytes()[..])
+    );
     assert!(v.get("kem").is_none());
     let n = snow_i.write_message(&payload(&client), &mut buf).unwrap();
     let est = st.read_msg3(&buf[..n]).unwrap();

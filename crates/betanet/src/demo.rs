@@ -22,7 +22,10 @@ use bytes::Bytes;
 const REKEY_EVERY: u64 = 1024;
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn read_prefixed(r: &mut impl Read) -> Result<Vec<u8>> {
@@ -39,7 +42,7 @@ fn write_frame(
     tx: &mut FrameSealer,
     ty: FrameType,
     stream: u32,
-    plaintext: &mut Vec<u8>,
+    plaintext: &mut [u8],
 ) -> Result<()> {
     let header = FrameHeader::for_plaintext(ty, stream, 0, plaintext.len())?;
     let tag = tx.seal(&header.aad(), plaintext)?;
@@ -97,8 +100,12 @@ fn serve(listener: TcpListener, key: SigningKey) -> Result<Established> {
         }
     }
     let mut reply = Vec::new();
-    StreamPayload { fin: true, offset: 0, data: Bytes::copy_from_slice(&hasher.finish()) }
-        .encode(&mut reply)?;
+    StreamPayload {
+        fin: true,
+        offset: 0,
+        data: Bytes::copy_from_slice(&hasher.finish()),
+    }
+    .encode(&mut reply)?;
     write_frame(&mut w, &mut tx, FrameType::Stream, 1, &mut reply)?;
     w.flush()?;
     Ok(est)
@@ -113,9 +120,19 @@ pub fn run(mib: u64, classic: bool) -> Result<()> {
     let addr = listener.local_addr()?;
     println!("Betanet demo — everything below runs on this machine over 127.0.0.1");
     println!();
-    println!("  responder   {}  {}", NodeId::from_ed25519(&server_pub).name(), addr);
-    println!("              peer id {}", PeerId::from_ed25519(&server_pub));
-    println!("  initiator   {}", NodeId::from_ed25519(&client_key.verifying_key()).name());
+    println!(
+        "  responder   {}  {}",
+        NodeId::from_ed25519(&server_pub).name(),
+        addr
+    );
+    println!(
+        "              peer id {}",
+        PeerId::from_ed25519(&server_pub)
+    );
+    println!(
+        "  initiator   {}",
+        NodeId::from_ed25519(&client_key.verifying_key()).name()
+    );
     let server = thread::spawn(move || serve(listener, server_key));
 
     let t0 = Instant::now();
@@ -138,11 +155,18 @@ pub fn run(mib: u64, classic: bool) -> Result<()> {
     println!();
     println!(
         "  handshake   Noise XK{} in {:.2} ms, L2 {}",
-        if est.post_quantum { " + ML-KEM-768" } else { " (classic)" },
+        if est.post_quantum {
+            " + ML-KEM-768"
+        } else {
+            " (classic)"
+        },
         hs.as_secs_f64() * 1e3,
         est.selection.l2
     );
-    println!("              transcript {}", hex::encode(&est.handshake_hash[..8]));
+    println!(
+        "              transcript {}",
+        hex::encode(&est.handshake_hash[..8])
+    );
 
     let (mut tx, mut rx) = est.schedule.frame_keys(est.role);
     let total = mib << 20;
@@ -158,11 +182,16 @@ pub fn run(mib: u64, classic: bool) -> Result<()> {
         hasher.update(data);
         plaintext.clear();
         let fin = sent + n as u64 == total;
-        StreamPayload { fin, offset: sent, data: Bytes::copy_from_slice(data) }.encode(&mut plaintext)?;
+        StreamPayload {
+            fin,
+            offset: sent,
+            data: Bytes::copy_from_slice(data),
+        }
+        .encode(&mut plaintext)?;
         write_frame(&mut w, &mut tx, FrameType::Stream, 1, &mut plaintext)?;
         sent += n as u64;
         if tx.frames_under_key() >= REKEY_EVERY && !fin {
-            write_frame(&mut w, &mut tx, FrameType::KeyUpdate, 0, &mut Vec::new())?;
+            write_frame(&mut w, &mut tx, FrameType::KeyUpdate, 0, &mut [])?;
             rekeys += 1;
         }
         if fin {
@@ -174,7 +203,9 @@ pub fn run(mib: u64, classic: bool) -> Result<()> {
     let elapsed = t1.elapsed();
     let digest = StreamPayload::decode(&reply)?;
     let ours = hasher.finish();
-    let server_est = server.join().map_err(|_| anyhow::anyhow!("responder thread panicked"))??;
+    let server_est = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("responder thread panicked"))??;
     if digest.data.as_ref() != ours {
         bail!("the responder's SHA-256 differs from ours: data was corrupted");
     }
@@ -185,7 +216,10 @@ pub fn run(mib: u64, classic: bool) -> Result<()> {
         mib as f64 / elapsed.as_secs_f64().max(1e-9),
         rekeys
     );
-    println!("  integrity   SHA-256 {} matches on both ends", hex::encode(&ours[..8]));
+    println!(
+        "  integrity   SHA-256 {} matches on both ends",
+        hex::encode(&ours[..8])
+    );
     println!(
         "  identities  responder saw initiator {}",
         PeerId::from_ed25519(&server_est.peer_identity)

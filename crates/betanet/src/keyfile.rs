@@ -61,7 +61,9 @@ pub fn write_key(path: &Path, key: &SigningKey, force: bool) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -92,11 +94,17 @@ pub fn read_key(path: &Path) -> Result<SigningKey> {
         .find(|l| !l.is_empty() && !l.starts_with('#'))
         .with_context(|| format!("{} is empty; it is not a Betanet key file", path.display()))?;
     let Some(hexseed) = line.strip_prefix(TAG).map(str::trim) else {
-        bail!("{} is not a Betanet key file (expected a `{TAG}` line)", path.display());
+        bail!(
+            "{} is not a Betanet key file (expected a `{TAG}` line)",
+            path.display()
+        );
     };
     let mut seed = Zeroizing::new([0u8; 32]);
     if hexseed.len() != 64 || hex::decode_to_slice(hexseed, seed.as_mut()).is_err() {
-        bail!("{} is corrupt: the seed must be 64 hex digits", path.display());
+        bail!(
+            "{} is corrupt: the seed must be 64 hex digits",
+            path.display()
+        );
     }
     Ok(SigningKey::from_seed(&seed))
 }

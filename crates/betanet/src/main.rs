@@ -14,7 +14,11 @@ use betanet_crypto::sign::SigningKey;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "betanet", version, about = "Betanet node: censorship-resistant transport, mixnet and apps")]
+#[command(
+    name = "betanet",
+    version,
+    about = "Betanet node: censorship-resistant transport, mixnet and apps"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -15,7 +15,7 @@ fn cfg(seed: u8, pq: PqMode, now: u64) -> HandshakeConfig {
 
 fn run(i: HandshakeConfig, r: HandshakeConfig) -> Result<(Established, Established), CryptoError> {
     let mut rng = StdRng::seed_from_u64(7);
-    let server_key = r.identity.verifying_key();
+    let server_key = r.identity().verifying_key();
     let (ist, m1) = Initiator::start(i, &server_key, &mut rng)?;
     let (m1, _) = split_prefixed(&m1).unwrap();
     let (rst, m2) = Responder::new(r)?.read_msg1(m1, &mut rng)?;
@@ -39,7 +39,10 @@ fn frames_interoperate(a: &Established, b: &Established) {
     m.extend_from_slice(&tag);
     let n = arx.open(b"h", &mut m).unwrap().len;
     assert_eq!(&m[..n], b"pong");
-    assert_eq!(a.schedule.bn_ticket_token("r1"), b.schedule.bn_ticket_token("r1"));
+    assert_eq!(
+        a.schedule.bn_ticket_token("r1"),
+        b.schedule.bn_ticket_token("r1")
+    );
 }
 
 #[test]
@@ -49,8 +52,14 @@ fn hybrid_handshake() {
     assert_eq!(i.handshake_hash, r.handshake_hash);
     assert_eq!(i.selection.l2, HTX_1_2);
     assert_eq!(i.selection, r.selection);
-    assert_eq!(i.peer_identity, SigningKey::from_seed(&[2; 32]).verifying_key());
-    assert_eq!(r.peer_identity, SigningKey::from_seed(&[1; 32]).verifying_key());
+    assert_eq!(
+        i.peer_identity,
+        SigningKey::from_seed(&[2; 32]).verifying_key()
+    );
+    assert_eq!(
+        r.peer_identity,
+        SigningKey::from_seed(&[1; 32]).verifying_key()
+    );
     assert!(!r.negotiation_failed());
     frames_interoperate(&i, &r);
 }
@@ -66,11 +75,21 @@ fn classic_handshake() {
 fn message_sizes() {
     let mut rng = StdRng::seed_from_u64(1);
     let r = cfg(2, PqMode::Hybrid, NOW);
-    let (_, m1) = Initiator::start(cfg(1, PqMode::Hybrid, NOW), &r.identity.verifying_key(), &mut rng).unwrap();
+    let (_, m1) = Initiator::start(
+        cfg(1, PqMode::Hybrid, NOW),
+        &r.identity().verifying_key(),
+        &mut rng,
+    )
+    .unwrap();
     // u16 prefix + e (32) + ML-KEM key (1184) + tag (16).
     assert_eq!(m1.len(), 2 + 32 + 1184 + 16);
     assert_eq!(u16::from_be_bytes([m1[0], m1[1]]) as usize, m1.len() - 2);
-    let (_, m1c) = Initiator::start(cfg(1, PqMode::Classic, NOW), &r.identity.verifying_key(), &mut rng).unwrap();
+    let (_, m1c) = Initiator::start(
+        cfg(1, PqMode::Classic, NOW),
+        &r.identity().verifying_key(),
+        &mut rng,
+    )
+    .unwrap();
     assert_eq!(m1c.len(), 2 + 32 + 16);
 }
 
@@ -84,7 +103,11 @@ fn no_silent_pq_downgrade() {
 fn classic_initiator_against_hybrid_responder() {
     let (i, _) = run(cfg(1, PqMode::Classic, NOW), cfg(2, PqMode::Hybrid, NOW)).unwrap();
     assert!(!i.post_quantum);
-    let err = run(cfg(1, PqMode::Classic, AFTER), cfg(2, PqMode::Hybrid, AFTER)).unwrap_err();
+    let err = run(
+        cfg(1, PqMode::Classic, AFTER),
+        cfg(2, PqMode::Hybrid, AFTER),
+    )
+    .unwrap_err();
     assert!(matches!(err, CryptoError::PqPolicy(_)));
     let mut r = cfg(2, PqMode::Hybrid, AFTER);
     r.allow_classic_peers = true;
@@ -97,7 +120,11 @@ fn wrong_server_key_fails_at_responder() {
     let wrong = SigningKey::from_seed(&[9; 32]).verifying_key();
     let (_, m1) = Initiator::start(cfg(1, PqMode::Hybrid, NOW), &wrong, &mut rng).unwrap();
     let (m1, _) = split_prefixed(&m1).unwrap();
-    let err = Responder::new(cfg(2, PqMode::Hybrid, NOW)).unwrap().read_msg1(m1, &mut rng).err().unwrap();
+    let err = Responder::new(cfg(2, PqMode::Hybrid, NOW))
+        .unwrap()
+        .read_msg1(m1, &mut rng)
+        .err()
+        .unwrap();
     assert!(matches!(err, CryptoError::Decrypt));
     assert_eq!(err.close_code(), betanet_wire::ErrorCode::MalformedFrame);
 }
@@ -115,24 +142,40 @@ fn template_mismatch_gives_different_keys() {
     let mut i = cfg(1, PqMode::Classic, NOW);
     i.template = [5; 32];
     let (i, r) = run(i, cfg(2, PqMode::Classic, NOW)).unwrap();
-    assert_ne!(i.schedule.bn_ticket_token("r1"), r.schedule.bn_ticket_token("r1"));
+    assert_ne!(
+        i.schedule.bn_ticket_token("r1"),
+        r.schedule.bn_ticket_token("r1")
+    );
 }
 
 #[test]
 fn initiator_aborts_without_common_l2() {
     let mut i = cfg(1, PqMode::Classic, NOW);
     i.caps.l2 = vec![HTX_1_1.into()];
-    assert!(matches!(run(i, cfg(2, PqMode::Classic, NOW)), Err(CryptoError::VersionNegotiation)));
+    assert!(matches!(
+        run(i, cfg(2, PqMode::Classic, NOW)),
+        Err(CryptoError::VersionNegotiation)
+    ));
 }
 
 /// Drives the initiator side by hand with the Noise layer so that it can lie.
-fn raw_initiator(noise_identity: &SigningKey, claimed: &SigningKey, l2: &[&str]) -> Result<Established, CryptoError> {
+fn raw_initiator(
+    noise_identity: &SigningKey,
+    claimed: &SigningKey,
+    l2: &[&str],
+) -> Result<Established, CryptoError> {
     let mut rng = StdRng::seed_from_u64(5);
     let rcfg = cfg(2, PqMode::Classic, NOW);
     let prologue = rcfg.prologue();
-    let st = noise::InitiatorStart::new(noise_identity.to_x25519(), rcfg.identity.verifying_key().to_x25519(), &prologue);
+    let st = noise::InitiatorStart::new(
+        noise_identity.to_x25519(),
+        rcfg.identity().verifying_key().to_x25519(),
+        &prologue,
+    );
     let mut m1 = Vec::new();
-    let st = st.write_message1(X25519Secret::generate(&mut rng), &[], &mut m1).unwrap();
+    let st = st
+        .write_message1(X25519Secret::generate(&mut rng), &[], &mut m1)
+        .unwrap();
     let (rst, m2) = Responder::new(rcfg)?.read_msg1(&m1, &mut rng)?;
     let (m2, _) = split_prefixed(&m2).unwrap();
     let mut p2 = Vec::new();
@@ -140,7 +183,10 @@ fn raw_initiator(noise_identity: &SigningKey, claimed: &SigningKey, l2: &[&str])
     let mut caps = CapMsg::betanet_default(false);
     caps.l2 = l2.iter().map(|s| s.to_string()).collect();
     let body = cbor::encode(&Value::map([
-        ("id", Value::bytes(claimed.verifying_key().to_bytes().to_vec())),
+        (
+            "id",
+            Value::bytes(claimed.verifying_key().to_bytes().to_vec()),
+        ),
         ("caps", caps.to_value()),
         ("future", Value::Uint(1)),
     ]))
@@ -173,12 +219,17 @@ fn bad_msg1_payload_length_rejected() {
     let rcfg = cfg(2, PqMode::Hybrid, NOW);
     let st = noise::InitiatorStart::new(
         SigningKey::from_seed(&[1; 32]).to_x25519(),
-        rcfg.identity.verifying_key().to_x25519(),
+        rcfg.identity().verifying_key().to_x25519(),
         &rcfg.prologue(),
     );
     let mut m1 = Vec::new();
-    st.write_message1(X25519Secret::generate(&mut rng), &[0u8; 100], &mut m1).unwrap();
-    let err = Responder::new(rcfg).unwrap().read_msg1(&m1, &mut rng).err().unwrap();
+    st.write_message1(X25519Secret::generate(&mut rng), &[0u8; 100], &mut m1)
+        .unwrap();
+    let err = Responder::new(rcfg)
+        .unwrap()
+        .read_msg1(&m1, &mut rng)
+        .err()
+        .unwrap();
     assert!(matches!(err, CryptoError::HandshakeMalformed(_)));
 }
 
@@ -186,8 +237,16 @@ fn bad_msg1_payload_length_rejected() {
 fn tampered_messages_rejected() {
     let mut rng = StdRng::seed_from_u64(8);
     let r = cfg(2, PqMode::Hybrid, NOW);
-    let (ist, m1) = Initiator::start(cfg(1, PqMode::Hybrid, NOW), &r.identity.verifying_key(), &mut rng).unwrap();
-    let (rst, m2) = Responder::new(r).unwrap().read_msg1(&m1[2..], &mut rng).unwrap();
+    let (ist, m1) = Initiator::start(
+        cfg(1, PqMode::Hybrid, NOW),
+        &r.identity().verifying_key(),
+        &mut rng,
+    )
+    .unwrap();
+    let (rst, m2) = Responder::new(r)
+        .unwrap()
+        .read_msg1(&m1[2..], &mut rng)
+        .unwrap();
     let mut m2 = m2[2..].to_vec();
     let last = m2.len() - 1;
     m2[last] ^= 0x80;

@@ -1,0 +1,106 @@
+//! The real `betanet` binary: keygen / id / demo.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_betanet"))
+}
+
+fn field<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(name).map(str::trim))
+        .unwrap_or_else(|| panic!("no {name} in {out}"))
+}
+
+#[test]
+fn keygen_then_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("sub/node.key");
+    let out = bin().args(["keygen", "--out"]).arg(&key).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gen_out = String::from_utf8(out.stdout).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let out = bin().args(["id", "--key"]).arg(&key).output().unwrap();
+    assert!(out.status.success());
+    let id_out = String::from_utf8(out.stdout).unwrap();
+    for f in ["peer_id", "url", "name", "ed25519", "x25519"] {
+        assert_eq!(field(&gen_out, f), field(&id_out, f), "{f}");
+    }
+    let peer = field(&id_out, "peer_id");
+    assert_eq!(peer.len(), 68);
+    assert!(peer.starts_with("1220"));
+    assert_eq!(field(&id_out, "url"), format!("betanet://{}", &peer[4..]));
+    assert!(field(&id_out, "name").starts_with("bn1:"));
+
+    // Refuses to overwrite without --force, and the key is unchanged.
+    let out = bin().args(["keygen", "--out"]).arg(&key).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    let out = bin().args(["id", "--key"]).arg(&key).output().unwrap();
+    assert_eq!(
+        field(&String::from_utf8(out.stdout).unwrap(), "peer_id"),
+        peer
+    );
+    // --force replaces it.
+    let out = bin()
+        .args(["keygen", "--force", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_ne!(
+        field(&String::from_utf8(out.stdout).unwrap(), "peer_id"),
+        peer
+    );
+}
+
+#[test]
+fn id_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.key");
+    let out = bin().args(["id", "--key"]).arg(&missing).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("betanet keygen"));
+
+    let bad = dir.path().join("bad.key");
+    std::fs::write(&bad, "hello\n").unwrap();
+    let out = bin().args(["id", "--key"]).arg(&bad).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a Betanet key file"));
+
+    std::fs::write(&bad, "betanet-ed25519-seed-v1 abcd\n").unwrap();
+    let out = bin().args(["id", "--key"]).arg(&bad).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    for extra in [&[][..], &["--classic"][..]] {
+        let out = bin()
+            .args(["demo", "--mib", "20"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("matches on both ends"), "{text}");
+        assert!(text.contains("betanet/htx/1.2.0"));
+        // 20 MiB in 16 KiB frames is 1280 frames: one KEY_UPDATE after 1024.
+        assert!(text.contains(", 1 key updates"), "{text}");
+        assert_eq!(text.contains("ML-KEM-768"), extra.is_empty());
+    }
+}
