@@ -49,6 +49,30 @@ pub const fn max_stream_data() -> usize {
     MAX_STREAM_DATA
 }
 
+/// Which side a stream id belongs to (SPEC §4.6: initiator odd, responder even; stream 0
+/// carries connection-level frames and padding, PD-6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamOwner {
+    /// Stream 0.
+    Connection,
+    /// Odd ids: opened by the initiator (dialer).
+    Initiator,
+    /// Even non-zero ids: opened by the responder.
+    Responder,
+}
+
+impl StreamOwner {
+    /// The owner of `stream_id`.
+    #[must_use]
+    pub fn of(stream_id: u32) -> Self {
+        match stream_id {
+            0 => StreamOwner::Connection,
+            id if id % 2 == 1 => StreamOwner::Initiator,
+            _ => StreamOwner::Responder,
+        }
+    }
+}
+
 /// HTX 1.2 frame types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -389,6 +413,26 @@ pub fn encode_frame(
     Ok(())
 }
 
+/// A frame whose plaintext is ready to be sealed: the engine encrypts [`UnsealedFrame::body`]
+/// in place with [`FrameHeader::aad`] as associated data, appends the 16-byte tag, then calls
+/// [`UnsealedFrame::finish`], which checks the length and yields the wire bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsealedFrame {
+    /// The header (its `Len` already counts the tag).
+    pub header: FrameHeader,
+    /// The plaintext (capacity reserved for the tag); ciphertext ‖ tag after sealing.
+    pub body: Vec<u8>,
+}
+
+impl UnsealedFrame {
+    /// `header ‖ body`; fails unless `body` is exactly ciphertext ‖ tag for this header.
+    pub fn finish(self) -> Result<Vec<u8>, WireError> {
+        let mut out = Vec::with_capacity(self.header.frame_len());
+        encode_frame(&self.header, &self.body, &mut out)?;
+        Ok(out)
+    }
+}
+
 /// STREAM plaintext: `Flags u8 (bit0 FIN) ‖ Offset u64 ‖ Data varstr`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamPayload {
@@ -666,6 +710,24 @@ impl Payload {
         })
     }
 
+    /// Like [`Payload::decode`] but without copying: STREAM data and PATH_CONTROL bytes are
+    /// slices of `plaintext` (wrap the opened AEAD buffer with `Bytes::from(vec)`).
+    pub fn decode_bytes(ty: FrameType, plaintext: &Bytes) -> Result<Self, WireError> {
+        Ok(match ty {
+            FrameType::Stream => Payload::Stream(StreamPayload::decode_bytes(plaintext)?),
+            FrameType::PathControl => Payload::PathControl(plaintext.clone()),
+            other => Self::decode(other, plaintext)?,
+        })
+    }
+
+    /// Header and plaintext of a frame carrying this payload, ready for sealing.
+    pub fn unsealed(&self, stream_id: u32, aad: u16) -> Result<UnsealedFrame, WireError> {
+        let header = self.header(stream_id, aad)?;
+        let mut body = Vec::with_capacity(self.encoded_len() + TAG_LEN);
+        self.encode(&mut body)?;
+        Ok(UnsealedFrame { header, body })
+    }
+
     /// The header for this payload on `stream_id` with header field `aad`.
     pub fn header(&self, stream_id: u32, aad: u16) -> Result<FrameHeader, WireError> {
         FrameHeader::for_plaintext(self.frame_type(), stream_id, aad, self.encoded_len())
@@ -688,6 +750,14 @@ mod tests {
         assert_eq!(MAX_PLAINTEXT_LEN, 65509);
         assert_eq!(MAX_STREAM_DATA, 65498);
         assert_eq!(max_stream_data(), MAX_STREAM_DATA);
+    }
+
+    #[test]
+    fn stream_owner() {
+        assert_eq!(StreamOwner::of(0), StreamOwner::Connection);
+        assert_eq!(StreamOwner::of(1), StreamOwner::Initiator);
+        assert_eq!(StreamOwner::of(2), StreamOwner::Responder);
+        assert_eq!(StreamOwner::of(u32::MAX), StreamOwner::Initiator);
     }
 
     #[test]
@@ -993,6 +1063,24 @@ mod tests {
     }
 
     #[test]
+    fn unsealed_frame() {
+        let p = Payload::Ping(Ping { token: [9; 8] });
+        let mut f = p.unsealed(0, AAD_PING_ACK).unwrap();
+        assert_eq!(f.body, [9; 8]);
+        assert_eq!(f.header.aad().to_vec(), h("00001f 02 00000000 0001"));
+        // Forgetting the tag is caught.
+        assert!(f.clone().finish().is_err());
+        f.body.extend_from_slice(&[0xee; TAG_LEN]);
+        let wire = f.finish().unwrap();
+        assert_eq!(wire.len(), 34);
+        let mut d = FrameDecoder::new();
+        d.push(&wire).unwrap();
+        let raw = d.next_frame().unwrap().unwrap();
+        assert!(raw.header.is_ping_ack());
+        assert_eq!(&raw.body[..8], &[9; 8]);
+    }
+
+    #[test]
     fn encode_frame_checks_body() {
         let hdr = FrameHeader::for_plaintext(FrameType::Ping, 0, 0, 8).unwrap();
         assert!(encode_frame(&hdr, &[0; 23], &mut Vec::new()).is_err());
@@ -1050,6 +1138,14 @@ mod tests {
             prop_assert_eq!(back, hdr);
             prop_assert_eq!(back.plaintext_len(), pt.len());
             prop_assert_eq!(Payload::decode(back.frame_type(), &pt).unwrap(), p);
+        }
+
+        #[test]
+        fn decode_bytes_agrees(ty in prop_oneof![Just(0u8), Just(1), Just(2), Just(3), Just(4), Just(0x20)],
+                               data in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let ty = FrameType::from_u8(ty).unwrap();
+            let shared = Bytes::from(data.clone());
+            prop_assert_eq!(Payload::decode_bytes(ty, &shared), Payload::decode(ty, &data));
         }
 
         #[test]

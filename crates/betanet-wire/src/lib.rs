@@ -11,6 +11,8 @@
 //! * [`frame11`]: the opt-in legacy 1.1 framing (SPEC §4.7).
 //! * [`ticket_header`]: the `BN-Ticket` request header (SPEC §4.3, RFC 8941 dictionary).
 //! * [`l1`]: L1 path headers, segments and congestion feedback (SPEC §5).
+//! * [`cbor`]: deterministic CBOR (SPEC §1); [`caps`]: capability messages and selection
+//!   (SPEC §4.5); [`bar`]: BAR request/response maps (SPEC §10).
 //! * [`error`]: [`WireError`] and the CLOSE-code registry [`ErrorCode`].
 //!
 //! What it is **not**: no cryptography (frames are carried as ciphertext‖tag; signatures are
@@ -19,14 +21,18 @@
 //! typed [`WireError`] (which maps to a CLOSE code with [`WireError::close_code`]) and never
 //! panics. The HTX engine (`betanet-htx`) feeds socket bytes into [`frame::FrameDecoder`],
 //! opens the ciphertext with `betanet-crypto` using [`frame::FrameHeader::aad`], and decodes
-//! the plaintext with [`frame::Payload::decode`].
+//! the plaintext with [`frame::Payload::decode`]; outgoing frames are built with
+//! [`frame::Payload::unsealed`], sealed in place, and finished with
+//! [`frame::UnsealedFrame::finish`].
 
 pub mod b64;
+pub mod bar;
 pub mod caps;
 pub mod cbor;
 pub mod error;
 pub mod frame;
 pub mod frame11;
+pub mod l1;
 pub mod reader;
 pub mod ticket_header;
 pub mod varint;

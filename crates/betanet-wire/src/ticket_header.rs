@@ -255,7 +255,7 @@ mod tests {
             (format!("v=v1, tok=\"{short}=\""), E::Tok),
             (format!("v=v1, tok=\"{}+\"", &TOK_TEXT[..159]), E::Tok),
             (format!("v=v1, tok=:{}:", "AAAA"), E::Tok),
-            (format!("v=v1, tok=12"), E::Tok),
+            ("v=v1, tok=12".to_string(), E::Tok),
             (format!("v=v1, {tok}, ctx=\"\""), E::Ctx),
             (format!("v=v1, {tok}, ctx=\"a.b\""), E::Ctx),
             (format!("v=v1, {tok}, ctx=\"{}\"", "a".repeat(33)), E::Ctx),

@@ -1,0 +1,418 @@
+//! BAR, the L7 request/response messages (SPEC §10), as deterministic-CBOR maps.
+//!
+//! ```text
+//! request  = {"m": method text, "u": uri text, "h": {name: text|bytes}, "b": bytes}
+//! response = {"s": u16,                        "h": {name: text|bytes}, "b": bytes}
+//! ```
+//!
+//! Decoding goes through the strict [`crate::cbor::decode`] (non-canonical CBOR is rejected).
+//! All listed keys are required; other top-level keys are ignored (room for evolution).
+//! Methods `GET`, `PUT`, `POST`, `DEL`; any other method text decodes as
+//! [`Method::Unknown`] so the application can answer 400. Header names must be lowercase
+//! (a name with an uppercase character is rejected on decode and on encode); header order on
+//! the wire is the canonical CBOR key order, unknown headers are preserved.
+
+use crate::cbor::{self, Value};
+use crate::error::{BarError, WireError};
+
+/// Common status codes (SPEC §10).
+pub mod status {
+    /// OK.
+    pub const OK: u16 = 200;
+    /// Created (POST returns `location`).
+    pub const CREATED: u16 = 201;
+    /// No content.
+    pub const NO_CONTENT: u16 = 204;
+    /// Bad request (also: unknown method).
+    pub const BAD_REQUEST: u16 = 400;
+    /// Unauthorized.
+    pub const UNAUTHORIZED: u16 = 401;
+    /// Forbidden (e.g. missing voucher).
+    pub const FORBIDDEN: u16 = 403;
+    /// Not found.
+    pub const NOT_FOUND: u16 = 404;
+    /// Conflict.
+    pub const CONFLICT: u16 = 409;
+    /// Too many requests.
+    pub const TOO_MANY_REQUESTS: u16 = 429;
+    /// Internal error.
+    pub const INTERNAL_ERROR: u16 = 500;
+    /// Unavailable (also: zero credit for 15 s).
+    pub const SERVICE_UNAVAILABLE: u16 = 503;
+}
+
+/// A BAR method.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `GET` (empty body).
+    Get,
+    /// `PUT`.
+    Put,
+    /// `POST` (response carries `location`).
+    Post,
+    /// `DEL`.
+    Del,
+    /// Anything else: the server answers 400.
+    Unknown(String),
+}
+
+impl Method {
+    /// The method text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Put => "PUT",
+            Method::Post => "POST",
+            Method::Del => "DEL",
+            Method::Unknown(s) => s,
+        }
+    }
+
+    /// Parses method text (case-sensitive).
+    #[must_use]
+    pub fn parse(s: &str) -> Method {
+        match s {
+            "GET" => Method::Get,
+            "PUT" => Method::Put,
+            "POST" => Method::Post,
+            "DEL" => Method::Del,
+            other => Method::Unknown(other.to_owned()),
+        }
+    }
+}
+
+/// A header value: text or bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HeaderValue {
+    /// A text value.
+    Text(String),
+    /// A byte value.
+    Bytes(Vec<u8>),
+}
+
+/// Headers in canonical order after decoding (any order before encoding).
+pub type Headers = Vec<(String, HeaderValue)>;
+
+/// A BAR request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `m`.
+    pub method: Method,
+    /// `u`.
+    pub uri: String,
+    /// `h`.
+    pub headers: Headers,
+    /// `b`.
+    pub body: Vec<u8>,
+}
+
+/// A BAR response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// `s`.
+    pub status: u16,
+    /// `h`.
+    pub headers: Headers,
+    /// `b`.
+    pub body: Vec<u8>,
+}
+
+/// The value of header `name` (exact, lowercase match).
+#[must_use]
+pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a HeaderValue> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+}
+
+fn is_lowercase_name(name: &str) -> bool {
+    !name.chars().any(char::is_uppercase)
+}
+
+fn headers_to_value(headers: &Headers) -> Result<Value, WireError> {
+    let mut entries = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        if !is_lowercase_name(name) {
+            return Err(BarError::HeaderNameNotLowercase.into());
+        }
+        let v = match value {
+            HeaderValue::Text(t) => Value::Text(t.clone()),
+            HeaderValue::Bytes(b) => Value::Bytes(b.clone()),
+        };
+        entries.push((Value::Text(name.clone()), v));
+    }
+    Ok(Value::Map(entries))
+}
+
+fn headers_from_value(v: &Value) -> Result<Headers, WireError> {
+    let map = v.as_map().ok_or(BarError::WrongType("h"))?;
+    let mut out = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let name = k.as_text().ok_or(BarError::WrongType("h"))?;
+        if !is_lowercase_name(name) {
+            return Err(BarError::HeaderNameNotLowercase.into());
+        }
+        let value = match v {
+            Value::Text(t) => HeaderValue::Text(t.clone()),
+            Value::Bytes(b) => HeaderValue::Bytes(b.clone()),
+            _ => return Err(BarError::WrongType("h").into()),
+        };
+        out.push((name.to_owned(), value));
+    }
+    Ok(out)
+}
+
+fn field<'a>(top: &'a Value, key: &'static str) -> Result<&'a Value, WireError> {
+    top.get(key)
+        .ok_or_else(|| BarError::MissingField(key).into())
+}
+
+fn top_map(buf: &[u8]) -> Result<Value, WireError> {
+    let v = cbor::decode(buf)?;
+    if v.as_map().is_none() {
+        return Err(BarError::NotAMap.into());
+    }
+    Ok(v)
+}
+
+impl Request {
+    /// Deterministic-CBOR encoding. Fails on an uppercase or duplicate header name.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        let v = Value::map([
+            ("m", Value::text(self.method.as_str())),
+            ("u", Value::text(self.uri.clone())),
+            ("h", headers_to_value(&self.headers)?),
+            ("b", Value::bytes(self.body.clone())),
+        ]);
+        Ok(cbor::encode(&v)?)
+    }
+
+    /// Strict decoding (canonical CBOR, required keys, typed fields).
+    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+        let top = top_map(buf)?;
+        let m = field(&top, "m")?
+            .as_text()
+            .ok_or(BarError::WrongType("m"))?;
+        let uri = field(&top, "u")?
+            .as_text()
+            .ok_or(BarError::WrongType("u"))?
+            .to_owned();
+        let headers = headers_from_value(field(&top, "h")?)?;
+        let body = field(&top, "b")?
+            .as_bytes()
+            .ok_or(BarError::WrongType("b"))?
+            .to_vec();
+        Ok(Request {
+            method: Method::parse(m),
+            uri,
+            headers,
+            body,
+        })
+    }
+}
+
+impl Response {
+    /// Deterministic-CBOR encoding. Fails on an uppercase or duplicate header name.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        let v = Value::map([
+            ("s", Value::Uint(u64::from(self.status))),
+            ("h", headers_to_value(&self.headers)?),
+            ("b", Value::bytes(self.body.clone())),
+        ]);
+        Ok(cbor::encode(&v)?)
+    }
+
+    /// Strict decoding (canonical CBOR, required keys, typed fields, status ≤ 65 535).
+    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+        let top = top_map(buf)?;
+        let status = field(&top, "s")?
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok())
+            .ok_or(BarError::WrongType("s"))?;
+        let headers = headers_from_value(field(&top, "h")?)?;
+        let body = field(&top, "b")?
+            .as_bytes()
+            .ok_or(BarError::WrongType("b"))?
+            .to_vec();
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn h(s: &str) -> Vec<u8> {
+        hex::decode(s.replace(' ', "")).unwrap()
+    }
+
+    #[test]
+    fn golden_request() {
+        let r = Request {
+            method: Method::Get,
+            uri: "/a".into(),
+            headers: vec![("x".into(), HeaderValue::Text("y".into()))],
+            body: vec![],
+        };
+        // Keys "b","h","m","u" (all 1-char text: sorted by byte): a4 61 62 40 61 68 a1 61 78 61 79
+        // 61 6d 63 47 45 54 61 75 62 2f 61.
+        let want = h("a4 6162 40 6168 a1 6178 6179 616d 63474554 6175 622f61");
+        assert_eq!(r.encode().unwrap(), want);
+        assert_eq!(Request::decode(&want).unwrap(), r);
+    }
+
+    #[test]
+    fn golden_response() {
+        let r = Response {
+            status: status::CREATED,
+            headers: vec![("location".into(), HeaderValue::Text("/x".into()))],
+            body: vec![1, 2],
+        };
+        // Keys "b","h","s"; 201 = 18 c9.
+        let want = h("a3 6162 420102 6168 a1 686c6f636174696f6e 622f78 6173 18c9");
+        assert_eq!(r.encode().unwrap(), want);
+        assert_eq!(Response::decode(&want).unwrap(), r);
+    }
+
+    #[test]
+    fn unknown_method_and_extra_keys() {
+        // {"b": h'', "h": {}, "m": "PATCH", "u": "/", "zz": 1}
+        let bytes = h("a5 6162 40 6168 a0 616d 655041544348 6175 612f 627a7a 01");
+        let r = Request::decode(&bytes).unwrap();
+        assert_eq!(r.method, Method::Unknown("PATCH".into()));
+        assert_eq!(r.uri, "/");
+        // Header values may be bytes.
+        let r = Request {
+            method: Method::Del,
+            uri: "/k".into(),
+            headers: vec![("k".into(), HeaderValue::Bytes(vec![0xff]))],
+            body: vec![],
+        };
+        let back = Request::decode(&r.encode().unwrap()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(
+            header(&back.headers, "k"),
+            Some(&HeaderValue::Bytes(vec![0xff]))
+        );
+    }
+
+    #[test]
+    fn rejections() {
+        let bar = |b: &str| Request::decode(&h(b)).unwrap_err();
+        // Uppercase header name {"b":h'',"h":{"X":"y"},"m":"GET","u":"/"}.
+        assert_eq!(
+            bar("a4 6162 40 6168 a1 6158 6179 616d 63474554 6175 612f"),
+            WireError::Bar(BarError::HeaderNameNotLowercase)
+        );
+        // Header value an integer.
+        assert_eq!(
+            bar("a4 6162 40 6168 a1 6178 01 616d 63474554 6175 612f"),
+            WireError::Bar(BarError::WrongType("h"))
+        );
+        // Header name not text.
+        assert_eq!(
+            bar("a4 6162 40 6168 a1 01 6179 616d 63474554 6175 612f"),
+            WireError::Bar(BarError::WrongType("h"))
+        );
+        // Missing "u".
+        assert_eq!(
+            bar("a3 6162 40 6168 a0 616d 63474554"),
+            WireError::Bar(BarError::MissingField("u"))
+        );
+        // "m" not text.
+        assert_eq!(
+            bar("a4 6162 40 6168 a0 616d 01 6175 612f"),
+            WireError::Bar(BarError::WrongType("m"))
+        );
+        // Body as text.
+        assert_eq!(
+            bar("a4 6162 60 6168 a0 616d 63474554 6175 612f"),
+            WireError::Bar(BarError::WrongType("b"))
+        );
+        // Not a map.
+        assert_eq!(bar("80"), WireError::Bar(BarError::NotAMap));
+        // Unsorted keys ("h" before "b") → CBOR error.
+        assert!(matches!(
+            bar("a4 6168 a0 6162 40 616d 63474554 6175 612f"),
+            WireError::Cbor(_)
+        ));
+        // Trailing byte.
+        assert!(matches!(
+            bar("a4 6162 40 6168 a0 616d 63474554 6175 612f 00"),
+            WireError::Cbor(_)
+        ));
+        // Status too large / negative.
+        assert_eq!(
+            Response::decode(&h("a3 6162 40 6168 a0 6173 1a00010000")).unwrap_err(),
+            WireError::Bar(BarError::WrongType("s"))
+        );
+        assert_eq!(
+            Response::decode(&h("a3 6162 40 6168 a0 6173 20")).unwrap_err(),
+            WireError::Bar(BarError::WrongType("s"))
+        );
+        // Encoders refuse uppercase and duplicate names.
+        let mut r = Response {
+            status: 200,
+            headers: vec![("A".into(), HeaderValue::Text("".into()))],
+            body: vec![],
+        };
+        assert_eq!(
+            r.encode(),
+            Err(WireError::Bar(BarError::HeaderNameNotLowercase))
+        );
+        r.headers = vec![
+            ("a".into(), HeaderValue::Text("".into())),
+            ("a".into(), HeaderValue::Text("".into())),
+        ];
+        assert!(matches!(r.encode(), Err(WireError::Cbor(_))));
+    }
+
+    fn arb_headers() -> impl Strategy<Value = Headers> {
+        proptest::collection::btree_map(
+            "[a-z0-9-]{1,12}",
+            prop_oneof![
+                "[ -~]{0,20}".prop_map(HeaderValue::Text),
+                proptest::collection::vec(any::<u8>(), 0..20).prop_map(HeaderValue::Bytes)
+            ],
+            0..5,
+        )
+        .prop_map(|m| m.into_iter().collect())
+    }
+
+    fn canonical(mut h: Headers) -> Headers {
+        // Canonical CBOR order of text keys: shorter first, then bytewise.
+        h.sort_by(|a, b| (a.0.len(), a.0.as_bytes()).cmp(&(b.0.len(), b.0.as_bytes())));
+        h
+    }
+
+    proptest! {
+        #[test]
+        fn request_round_trip(m in prop_oneof![Just("GET".to_string()), Just("PUT".into()), Just("POST".into()), Just("DEL".into()), "[A-Z]{1,8}"],
+                              uri in "/[ -~]{0,30}", headers in arb_headers(), body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let r = Request { method: Method::parse(&m), uri, headers, body };
+            let enc = r.encode().unwrap();
+            let back = Request::decode(&enc).unwrap();
+            prop_assert_eq!(back.method.as_str(), m.as_str());
+            prop_assert_eq!(&back.headers, &canonical(r.headers.clone()));
+            prop_assert_eq!(back.encode().unwrap(), enc);
+            prop_assert_eq!(Request { headers: canonical(r.headers.clone()), ..r }, back);
+        }
+
+        #[test]
+        fn response_round_trip(s in any::<u16>(), headers in arb_headers(), body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let r = Response { status: s, headers: canonical(headers), body };
+            let enc = r.encode().unwrap();
+            prop_assert_eq!(Response::decode(&enc).unwrap(), r);
+        }
+
+        #[test]
+        fn decode_never_panics(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Request::decode(&data);
+            let _ = Response::decode(&data);
+        }
+    }
+}
