@@ -16,6 +16,7 @@ fn server_cfg(pq: PqMode) -> HandshakeConfig {
     c
 }
 
+#[allow(dead_code)]
 fn client_cfg(pq: PqMode) -> HandshakeConfig {
     let mut c = HandshakeConfig::new(SigningKey::from_seed(&[2; 32]), NOW);
     c.pq = pq;
