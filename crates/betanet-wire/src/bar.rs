@@ -416,3 +416,68 @@ mod tests {
         }
     }
 }
+
+/// BAR over a byte stream (an HTX stream): how a request or response is laid out so that
+/// bodies of any size can stream (our reading of SPEC §10, recorded in docs/PROTOCOL.md).
+///
+/// ```text
+/// u32be head_len ‖ det-CBOR head map ({"m","u","h","b"} or {"s","h","b"}) ‖ body continuation … FIN
+/// ```
+///
+/// The full body is the head's `b` followed by every byte after the head until the stream's
+/// FIN. A sender with a small body puts it all in `b`; a streaming sender puts an empty (or
+/// first) chunk in `b` and writes the rest raw. The head is at most [`MAX_HEAD_LEN`] bytes.
+pub mod stream {
+    use crate::WireError;
+
+    /// Largest accepted head (1 MiB).
+    pub const MAX_HEAD_LEN: usize = 1 << 20;
+
+    /// Prefixes an encoded head with its u32be length.
+    pub fn frame_head(head: &[u8]) -> Result<Vec<u8>, WireError> {
+        if head.len() > MAX_HEAD_LEN {
+            return Err(WireError::OutOfRange { what: "BAR head length" });
+        }
+        let mut out = Vec::with_capacity(4 + head.len());
+        out.extend_from_slice(&(head.len() as u32).to_be_bytes());
+        out.extend_from_slice(head);
+        Ok(out)
+    }
+
+    /// Splits a complete head off the front of `buf`: `Ok(Some((head, consumed)))`, `Ok(None)`
+    /// while more bytes are needed, or an error for a length above [`MAX_HEAD_LEN`] (checked as
+    /// soon as the 4 length bytes are there).
+    pub fn split_head(buf: &[u8]) -> Result<Option<(&[u8], usize)>, WireError> {
+        let Some(len) = buf.get(..4) else { return Ok(None) };
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if len > MAX_HEAD_LEN {
+            return Err(WireError::OutOfRange { what: "BAR head length" });
+        }
+        Ok(buf.get(4..4 + len).map(|h| (h, 4 + len)))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::bar::{Method, Request};
+
+        #[test]
+        fn head_roundtrip_and_limits() {
+            let req = Request {
+                method: Method::Get,
+                uri: "/x".into(),
+                headers: vec![],
+                body: vec![],
+            };
+            let framed = frame_head(&req.encode().unwrap()).unwrap();
+            let mut buf = framed.clone();
+            buf.extend_from_slice(b"body-continuation");
+            let (head, used) = split_head(&buf).unwrap().unwrap();
+            assert_eq!(Request::decode(head).unwrap(), req);
+            assert_eq!(&buf[used..], b"body-continuation");
+            assert_eq!(split_head(&framed[..framed.len() - 1]).unwrap(), None);
+            assert_eq!(split_head(&framed[..3]).unwrap(), None);
+            assert!(split_head(&[0x00, 0x10, 0x00, 0x01]).is_err());
+        }
+    }
+}
