@@ -117,7 +117,9 @@ impl AliasRecord {
         })?;
         let m = v.as_map().ok_or(malformed("record is not a map"))?;
         if m.len() != 5 {
-            return Err(malformed("record must have exactly alias, node, seq, sig, ts"));
+            return Err(malformed(
+                "record must have exactly alias, node, seq, sig, ts",
+            ));
         }
         let alias = v
             .get("alias")
@@ -130,7 +132,10 @@ impl AliasRecord {
             .and_then(Value::as_bytes)
             .and_then(|b| <[u8; 20]>::try_from(b).ok())
             .ok_or(malformed("node must be 20 bytes"))?;
-        let seq = v.get("seq").and_then(Value::as_u64).ok_or(malformed("seq"))?;
+        let seq = v
+            .get("seq")
+            .and_then(Value::as_u64)
+            .ok_or(malformed("seq"))?;
         let ts_ms = v.get("ts").and_then(Value::as_u64).ok_or(malformed("ts"))?;
         let sig = v
             .get("sig")
@@ -208,7 +213,8 @@ impl RotationRecord {
 
     /// det-CBOR encoding.
     pub fn encode(&self) -> Result<Vec<u8>, TrustError> {
-        let keys = |v: &[[u8; 32]]| Value::Array(v.iter().map(|k| Value::bytes(k.to_vec())).collect());
+        let keys =
+            |v: &[[u8; 32]]| Value::Array(v.iter().map(|k| Value::bytes(k.to_vec())).collect());
         cbor::encode(&Value::map([
             ("new", keys(&self.new)),
             ("prev", keys(&self.prev)),
@@ -231,7 +237,9 @@ impl RotationRecord {
         })?;
         let m = v.as_map().ok_or(malformed("rotation is not a map"))?;
         if m.len() != 5 || v.get("type").and_then(Value::as_text) != Some("rot") {
-            return Err(malformed("rotation must have new, prev, seq, sig, type=rot"));
+            return Err(malformed(
+                "rotation must have new, prev, seq, sig, type=rot",
+            ));
         }
         let keys = |k: &'static str| -> Result<Vec<[u8; 32]>, TrustError> {
             let a = v.get(k).and_then(Value::as_array).ok_or(malformed(k))?;
@@ -248,8 +256,14 @@ impl RotationRecord {
         };
         let new = keys("new")?;
         let prev = keys("prev")?;
-        let seq = v.get("seq").and_then(Value::as_u64).ok_or(malformed("seq"))?;
-        let sa = v.get("sig").and_then(Value::as_array).ok_or(malformed("sig"))?;
+        let seq = v
+            .get("seq")
+            .and_then(Value::as_u64)
+            .ok_or(malformed("seq"))?;
+        let sa = v
+            .get("sig")
+            .and_then(Value::as_array)
+            .ok_or(malformed("sig"))?;
         if sa.len() != FINALITY {
             return Err(malformed("rotation needs exactly two signatures"));
         }
@@ -504,13 +518,13 @@ impl<S: Store> AliasLedger<S> {
                 reason: "not signed by a current maintainer",
             })?;
         let mut st = self.load(&c.alias)?;
-        if let Some(latest) = &st.latest {
-            if c.seq <= latest.content.seq {
-                return Err(TrustError::AliasSeqReplay {
-                    seq: c.seq,
-                    latest: latest.content.seq,
-                });
-            }
+        if let Some(latest) = &st.latest
+            && c.seq <= latest.content.seq
+        {
+            return Err(TrustError::AliasSeqReplay {
+                seq: c.seq,
+                latest: latest.content.seq,
+            });
         }
         let idx = match st.pending.iter().position(|p| p.content == *c) {
             Some(i) => i,

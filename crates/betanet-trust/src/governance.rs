@@ -110,9 +110,9 @@ pub struct PartitionSample {
 pub struct CapApplied {
     /// AS or organisation label.
     pub group: String,
-    /// Its weight before this cap.
+    /// Its raw weight.
     pub before: f64,
-    /// Its weight after (= cap fraction × raw global total).
+    /// Its weight after all caps.
     pub after: f64,
 }
 
@@ -133,6 +133,10 @@ pub struct Weights {
     pub as_caps: Vec<CapApplied>,
     /// Organisation caps applied.
     pub org_caps: Vec<CapApplied>,
+    /// False when the AS cap cannot be met (too few AS groups); weights were equalised.
+    pub as_cap_feasible: bool,
+    /// False when the organisation cap cannot be met (too few organisations).
+    pub org_cap_feasible: bool,
 }
 
 fn exceeds(value: f64, limit: f64) -> bool {
@@ -141,10 +145,14 @@ fn exceeds(value: f64, limit: f64) -> bool {
 
 /// Computes raw weights of the nodes active at `now_ms` and applies the caps.
 ///
-/// Profile decision: both caps are fractions of the **raw** global total of active weight. The
-/// AS cap scales every node of an over-weight AS by the same factor so the AS sums to exactly
-/// `as_cap × raw_total`; the organisation cap is then applied the same way to the AS-capped
-/// weights (it only lowers weights, so the AS cap stays satisfied). One pass, deterministic.
+/// Profile decision: after the caps, no AS holds more than `as_cap` and no organisation more
+/// than `org_cap` of the **resulting** (capped) total. Each cap is applied by exact
+/// water-filling: the over-weight groups are scaled (all nodes of a group by one factor) to a
+/// common level `C` with `C = cap × (sum of all groups after capping)`; the uncapped groups keep
+/// their weight. The AS and organisation passes alternate until both hold (at most
+/// [`MAX_CAP_ROUNDS`] rounds; each pass only lowers weights). When a cap cannot be met at all
+/// (fewer groups than `1 / cap`, e.g. four AS groups), every group is lowered to the weight of
+/// the lightest one, the closest possible, and the weights say so (`*_cap_feasible = false`).
 pub fn compute_weights(nodes: &[Node], now_ms: u64, params: &Params) -> Weights {
     let active_window = params.active_days.saturating_mul(DAY_MS);
     let raw: Vec<Option<f64>> = nodes
@@ -157,61 +165,164 @@ pub fn compute_weights(nodes: &[Node], now_ms: u64, params: &Params) -> Weights 
     let raw_total: f64 = raw.iter().flatten().sum();
     let active_nodes = raw.iter().flatten().count();
 
-    let (after_as, as_caps) = cap_groups(
-        nodes,
-        &raw,
-        |n| n.as_group.as_str(),
-        params.as_cap * raw_total,
-    );
-    let (per_node, org_caps) = cap_groups(
-        nodes,
-        &after_as,
-        |n| n.org.as_str(),
-        params.org_cap * raw_total,
-    );
+    // Intern group labels once so the passes work on indices.
+    let mut as_ids: HashMap<&str, usize> = HashMap::new();
+    let mut org_ids: HashMap<&str, usize> = HashMap::new();
+    let mut as_of = Vec::with_capacity(nodes.len());
+    let mut org_of = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        let next = as_ids.len();
+        as_of.push(*as_ids.entry(n.as_group.as_str()).or_insert(next));
+        let next = org_ids.len();
+        org_of.push(*org_ids.entry(n.org.as_str()).or_insert(next));
+    }
+    let mut w: Vec<f64> = raw.iter().map(|r| r.unwrap_or(0.0)).collect();
+    let mut as_capped = vec![false; as_ids.len()];
+    let mut org_capped = vec![false; org_ids.len()];
+    let mut as_cap_feasible = true;
+    let mut org_cap_feasible = true;
+    for _ in 0..MAX_CAP_ROUNDS {
+        let a = cap_pass(&mut w, &as_of, as_ids.len(), params.as_cap, &mut as_capped);
+        as_cap_feasible &= a.feasible;
+        let o = cap_pass(
+            &mut w,
+            &org_of,
+            org_ids.len(),
+            params.org_cap,
+            &mut org_capped,
+        );
+        org_cap_feasible &= o.feasible;
+        if !o.changed || !a.feasible || !o.feasible {
+            break;
+        }
+    }
+    let per_node: Vec<Option<f64>> = raw.iter().zip(&w).map(|(r, w)| r.map(|_| *w)).collect();
     let active_total = per_node.iter().flatten().sum();
+    let report = |ids: &HashMap<&str, usize>, of: &[usize], capped: &[bool]| {
+        let mut before = vec![0.0; ids.len()];
+        let mut after = vec![0.0; ids.len()];
+        for ((g, r), c) in of.iter().zip(&raw).zip(&per_node) {
+            if let (Some(r), Some(c), Some(b), Some(a)) =
+                (r, c, before.get_mut(*g), after.get_mut(*g))
+            {
+                *b += r;
+                *a += c;
+            }
+        }
+        let mut v: Vec<CapApplied> = ids
+            .iter()
+            .filter(|(_, i)| capped.get(**i).copied().unwrap_or(false))
+            .map(|(name, i)| CapApplied {
+                group: (*name).to_owned(),
+                before: before.get(*i).copied().unwrap_or(0.0),
+                after: after.get(*i).copied().unwrap_or(0.0),
+            })
+            .collect();
+        v.sort_by(|a, b| a.group.cmp(&b.group));
+        v
+    };
     Weights {
+        as_caps: report(&as_ids, &as_of, &as_capped),
+        org_caps: report(&org_ids, &org_of, &org_capped),
         per_node,
         raw,
         raw_total,
         active_total,
         active_nodes,
-        as_caps,
-        org_caps,
+        as_cap_feasible,
+        org_cap_feasible,
     }
 }
 
-fn cap_groups<'a>(
-    nodes: &'a [Node],
-    weights: &[Option<f64>],
-    label: impl Fn(&'a Node) -> &'a str,
-    limit: f64,
-) -> (Vec<Option<f64>>, Vec<CapApplied>) {
-    let mut sums: HashMap<&str, f64> = HashMap::new();
-    for (n, w) in nodes.iter().zip(weights) {
-        if let Some(w) = w {
-            *sums.entry(label(n)).or_insert(0.0) += *w;
+/// Most alternations of the AS and organisation cap passes.
+pub const MAX_CAP_ROUNDS: usize = 16;
+
+struct PassResult {
+    changed: bool,
+    feasible: bool,
+}
+
+/// One water-filling pass over the groups given by `group_of`.
+fn cap_pass(
+    w: &mut [f64],
+    group_of: &[usize],
+    groups: usize,
+    frac: f64,
+    capped: &mut [bool],
+) -> PassResult {
+    let mut sums = vec![0.0f64; groups];
+    for (g, x) in group_of.iter().zip(w.iter()) {
+        if let Some(s) = sums.get_mut(*g) {
+            *s += *x;
         }
     }
-    let mut factors: HashMap<&str, f64> = HashMap::new();
-    let mut caps = Vec::new();
-    for (g, s) in &sums {
-        if exceeds(*s, limit) {
-            factors.insert(g, limit / s);
-            caps.push(CapApplied {
-                group: (*g).to_owned(),
-                before: *s,
-                after: limit,
-            });
+    let total: f64 = sums.iter().sum();
+    if total <= 0.0 {
+        return PassResult {
+            changed: false,
+            feasible: true,
+        };
+    }
+    let mut order: Vec<usize> = (0..groups).filter(|g| sums[*g] > 0.0).collect();
+    order.sort_by(|a, b| sums[*b].total_cmp(&sums[*a]));
+    let sorted: Vec<f64> = order.iter().map(|g| sums[*g]).collect();
+    let Some(&largest) = sorted.first() else {
+        return PassResult {
+            changed: false,
+            feasible: true,
+        };
+    };
+    if !exceeds(largest, frac * total) {
+        return PassResult {
+            changed: false,
+            feasible: true,
+        };
+    }
+    // Find m (number of capped groups) and the level C = frac * R_m / (1 - frac * m), where
+    // R_m is the weight of the uncapped groups, such that the m-th group >= C >= the (m+1)-th.
+    let mut level = None;
+    let mut rest = total;
+    for m in 1..sorted.len() {
+        rest -= sorted[m - 1];
+        let denom = 1.0 - frac * m as f64;
+        if denom <= 0.0 {
+            break;
+        }
+        let c = frac * rest / denom;
+        let above = sorted[m - 1] >= c * (1.0 - EPSILON);
+        let below = sorted
+            .get(m)
+            .is_none_or(|next| *next <= c * (1.0 + EPSILON));
+        if above && below {
+            level = Some((m, c));
+            break;
         }
     }
-    caps.sort_by(|a, b| a.group.cmp(&b.group));
-    let out = nodes
-        .iter()
-        .zip(weights)
-        .map(|(n, w)| w.map(|w| w * factors.get(label(n)).copied().unwrap_or(1.0)))
-        .collect();
-    (out, caps)
+    let (m, c, feasible) = match level {
+        Some((m, c)) => (m, c, true),
+        // Infeasible: too few groups. Lower every group to the lightest one.
+        None => (
+            sorted.len(),
+            sorted.last().copied().unwrap_or(0.0),
+            (sorted.len() as f64) * frac >= 1.0 - EPSILON,
+        ),
+    };
+    let mut factor = vec![1.0f64; groups];
+    let mut changed = false;
+    for g in order.iter().take(m) {
+        let s = sums[*g];
+        if s > c * (1.0 + EPSILON) {
+            factor[*g] = c / s;
+            changed = true;
+            if let Some(flag) = capped.get_mut(*g) {
+                *flag = true;
+            }
+        }
+    }
+    for (g, x) in group_of.iter().zip(w.iter_mut()) {
+        *x *= factor.get(*g).copied().unwrap_or(1.0);
+    }
+    PassResult { changed, feasible }
 }
 
 /// A rule of the pass test that failed.
@@ -279,7 +390,10 @@ impl std::fmt::Display for Failure {
                 "quorum: ACK weight {ack:.4} < required {needed:.4} (0.67 x 14-day active weight)"
             ),
             Failure::AsDiversity { have, need } => {
-                write!(f, "AS diversity: ACKs span {have} AS groups, need >= {need}")
+                write!(
+                    f,
+                    "AS diversity: ACKs span {have} AS groups, need >= {need}"
+                )
             }
             Failure::IsdDiversity { have, need } => {
                 write!(f, "ISD diversity: ACKs span {have} ISDs, need >= {need}")
@@ -345,7 +459,7 @@ impl Verdict {
 /// Applies the full SPEC §11 pass rule.
 ///
 /// Profile decisions: only ACKs of nodes active in the 14-day window count, each node at most
-/// once; the path-class rule counts the distinct class labels over all counted ACKs; the
+/// once; ACKs of weightless nodes do not count towards AS / ISD diversity; the path-class rule counts the distinct class labels over all counted ACKs; the
 /// partition check needs at least one sample in `[now - 7 d, now]` and every such sample at or
 /// below the limit.
 ///
@@ -382,10 +496,14 @@ pub fn evaluate(
         *seen = true;
         ack_count += 1;
         ack_weight += w;
+        classes.extend(a.path_classes.iter().map(String::as_str));
+        if *w <= 0.0 {
+            // weightless nodes (no uptime, no stake) cannot buy AS / ISD diversity
+            continue;
+        }
         *as_w.entry(node.as_group.as_str()).or_insert(0.0) += w;
         *org_w.entry(node.org.as_str()).or_insert(0.0) += w;
         isds.insert(node.isd.as_str());
-        classes.extend(a.path_classes.iter().map(String::as_str));
     }
 
     let needed_weight = params.quorum * weights.active_total;
@@ -422,21 +540,21 @@ pub fn evaluate(
     };
     let max_as_share = max_share(&as_w);
     let max_org_share = max_share(&org_w);
-    if let Some((g, s)) = &max_as_share {
-        if exceeds(*s, params.as_cap) {
-            failures.push(Failure::AsAckShare {
-                group: g.clone(),
-                share: *s,
-            });
-        }
+    if let Some((g, s)) = &max_as_share
+        && exceeds(*s, params.as_cap)
+    {
+        failures.push(Failure::AsAckShare {
+            group: g.clone(),
+            share: *s,
+        });
     }
-    if let Some((g, s)) = &max_org_share {
-        if exceeds(*s, params.org_cap) {
-            failures.push(Failure::OrgAckShare {
-                group: g.clone(),
-                share: *s,
-            });
-        }
+    if let Some((g, s)) = &max_org_share
+        && exceeds(*s, params.org_cap)
+    {
+        failures.push(Failure::OrgAckShare {
+            group: g.clone(),
+            share: *s,
+        });
     }
     if classes.len() < params.min_path_classes {
         failures.push(Failure::PathClasses {

@@ -26,13 +26,15 @@
 //! `betanet` binary.
 
 pub mod alias;
+pub mod cli;
 pub mod error;
 pub mod governance;
+pub mod ledger11;
 pub mod mint;
 pub mod names;
 pub mod store;
-pub mod voucher;
 pub mod tally;
+pub mod voucher;
 
 pub use error::TrustError;
 

@@ -16,7 +16,7 @@ use curve25519_dalek::scalar::Scalar;
 use frost_ed25519 as frost;
 use frost_ed25519::keys::{IdentifierList, KeyPackage, PublicKeyPackage};
 use rand_core::{CryptoRng, RngCore};
-use sha2::{Digest, Sha256};
+use sha2::digest::generic_array::GenericArray;
 
 use crate::error::TrustError;
 
@@ -57,11 +57,8 @@ fn check_params(n: u16, t: u16) -> Result<(), TrustError> {
 pub fn keyset_id(member_keys: &[[u8; 32]]) -> [u8; 32] {
     let mut keys = member_keys.to_vec();
     keys.sort_unstable();
-    let mut h = Sha256::new();
-    for k in &keys {
-        h.update(k);
-    }
-    h.finalize().into()
+    let parts: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+    betanet_crypto::hash::sha256_concat(&parts)
 }
 
 /// The public description of a federation: enough to verify its signatures and to check that
@@ -237,10 +234,17 @@ impl Keyset {
     }
 }
 
-/// One member's secret share of a federation (zeroized on drop by `frost-ed25519`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One member's secret share of a federation (zeroized on drop by `frost-ed25519`; `Debug`
+/// does not print it).
+#[derive(Clone, PartialEq, Eq)]
 pub struct MemberShare {
     key: KeyPackage,
+}
+
+impl std::fmt::Debug for MemberShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MemberShare({:?}, <secret>)", self.index().ok())
+    }
 }
 
 impl MemberShare {
@@ -268,7 +272,10 @@ impl MemberShare {
     pub fn commit<R: RngCore + CryptoRng>(
         &self,
         rng: &mut R,
-    ) -> (frost::round1::SigningNonces, frost::round1::SigningCommitments) {
+    ) -> (
+        frost::round1::SigningNonces,
+        frost::round1::SigningCommitments,
+    ) {
         frost::round1::commit(self.key.signing_share(), rng)
     }
 
@@ -310,7 +317,6 @@ pub fn dealer_keygen<R: RngCore + CryptoRng>(
 /// Each participant calls [`DkgParticipant::round1`], broadcasts the package, then
 /// [`DkgParticipant::round2`] with everybody else's round-1 packages and sends each resulting
 /// round-2 package privately to its addressee, then [`DkgParticipant::finish`].
-#[derive(Debug)]
 pub struct DkgParticipant {
     id: frost::Identifier,
     t: u16,
@@ -322,6 +328,16 @@ pub struct DkgParticipant {
 pub type DkgRound1Package = frost::keys::dkg::round1::Package;
 /// Round-2 private package of a DKG.
 pub type DkgRound2Package = frost::keys::dkg::round2::Package;
+
+impl std::fmt::Debug for DkgParticipant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "DkgParticipant({:?}, <secret>)",
+            id_to_u16(&self.id).ok()
+        )
+    }
+}
 
 impl DkgParticipant {
     /// Starts round 1 for member `index` (1..=n) of `n`.
@@ -539,31 +555,70 @@ pub fn mine_pow<R: RngCore + CryptoRng>(
     // Locate the nonce bytes by encoding twice with different nonces.
     let a = cbor::encode(&body_value(keyset, contact, ts_ms, &[0; 8])).map_err(cbor_err)?;
     let b = cbor::encode(&body_value(keyset, contact, ts_ms, &[0xff; 8])).map_err(cbor_err)?;
-    let pos = a
-        .iter()
-        .zip(&b)
-        .position(|(x, y)| x != y)
-        .ok_or(TrustError::AnnouncementInvalid {
-            reason: "nonce not found in encoding",
-        })?;
+    let pos =
+        a.iter()
+            .zip(&b)
+            .position(|(x, y)| x != y)
+            .ok_or(TrustError::AnnouncementInvalid {
+                reason: "nonce not found in encoding",
+            })?;
     let (prefix, rest) = a.split_at(pos);
     let suffix = rest.get(8..).ok_or(TrustError::AnnouncementInvalid {
         reason: "nonce not found in encoding",
     })?;
-    let mut base = Sha256::new();
-    base.update(prefix);
+    // Midstate: compress the whole 64-byte blocks of the prefix once, then per nonce only the
+    // padded tail (prefix remainder ‖ nonce ‖ suffix ‖ SHA-256 padding).
+    const IV: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let full = prefix.len() / 64 * 64;
+    let (head, rem) = prefix.split_at(full);
+    let mut mid = IV;
+    let head_blocks: Vec<_> = head
+        .chunks_exact(64)
+        .map(|c| *GenericArray::from_slice(c))
+        .collect();
+    sha2::compress256(&mut mid, &head_blocks);
+    let total_bits = (a.len() as u64).wrapping_mul(8);
+    let mut tail = Vec::with_capacity(rem.len() + 8 + suffix.len() + 72);
+    tail.extend_from_slice(rem);
+    tail.extend_from_slice(&[0u8; 8]);
+    tail.extend_from_slice(suffix);
+    tail.push(0x80);
+    while tail.len() % 64 != 56 {
+        tail.push(0);
+    }
+    tail.extend_from_slice(&total_bits.to_be_bytes());
+    let mut blocks: Vec<_> = tail
+        .chunks_exact(64)
+        .map(|c| *GenericArray::from_slice(c))
+        .collect();
+    // the nonce sits in block `at / 64` at offset `at % 64` (it may straddle two blocks)
+    let at = rem.len();
     let start = rng.next_u64();
     for i in 0..max_tries {
         let nonce = start.wrapping_add(i).to_be_bytes();
-        let mut h = base.clone();
-        h.update(nonce);
-        h.update(suffix);
-        let digest: [u8; 32] = h.finalize().into();
+        for (j, byte) in nonce.iter().enumerate() {
+            let p = at + j;
+            if let Some(slot) = blocks.get_mut(p / 64).and_then(|b| b.get_mut(p % 64)) {
+                *slot = *byte;
+            }
+        }
+        let mut st = mid;
+        sha2::compress256(&mut st, &blocks);
+        let mut digest = [0u8; 32];
+        for (out, w) in digest.chunks_exact_mut(4).zip(st) {
+            out.copy_from_slice(&w.to_be_bytes());
+        }
         if leading_zero_bits(&digest) >= bits {
             return Ok((nonce, digest));
         }
     }
-    Err(TrustError::PowInsufficient { have: 0, need: bits })
+    Err(TrustError::PowInsufficient {
+        have: 0,
+        need: bits,
+    })
 }
 
 impl MintAnnouncement {
@@ -603,7 +658,7 @@ impl MintAnnouncement {
             &self.nonce,
         ))
         .map_err(cbor_err)?;
-        Ok(Sha256::digest(&body).into())
+        Ok(betanet_crypto::hash::sha256(&body))
     }
 
     /// Proof-of-work bits of this announcement.

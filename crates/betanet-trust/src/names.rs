@@ -76,9 +76,7 @@ impl Name {
         let ok = match &self {
             Name::Url(u) => u.id.matches(&vk),
             Name::Bn1(n) => n.matches(&vk),
-            Name::Peer(p) => {
-                betanet_crypto::ct::ct_eq(&PeerId::from_ed25519(&vk).0, &p.0)
-            }
+            Name::Peer(p) => betanet_crypto::ct::ct_eq(&PeerId::from_ed25519(&vk).0, &p.0),
         };
         if ok {
             Ok(VerifiedName {
@@ -146,7 +144,9 @@ mod tests {
     use betanet_crypto::sign::SigningKey;
 
     fn key(seed: u8) -> [u8; 32] {
-        SigningKey::from_seed(&[seed; 32]).verifying_key().to_bytes()
+        SigningKey::from_seed(&[seed; 32])
+            .verifying_key()
+            .to_bytes()
     }
 
     #[test]
@@ -154,10 +154,41 @@ mod tests {
         let k = key(1);
         let other = key(2);
         let n = names_of(&k).unwrap();
-        for s in [n.url.clone(), format!("{}/a/b", n.url), n.bn1.clone(), n.peer_id.clone()] {
+        for s in [
+            n.url.clone(),
+            format!("{}/a/b", n.url),
+            n.bn1.clone(),
+            n.peer_id.clone(),
+        ] {
             let name: Name = s.parse().unwrap();
             assert_eq!(name.clone().verify(&k).unwrap().key, k, "{s}");
-            assert!(matches!(name.verify(&other), Err(TrustError::KeyMismatch)), "{s}");
+            assert!(
+                matches!(name.verify(&other), Err(TrustError::KeyMismatch)),
+                "{s}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_key_owns_its_names(seed in proptest::prelude::any::<[u8; 32]>(), flip in 0usize..24) {
+            let k = SigningKey::from_seed(&seed).verifying_key().to_bytes();
+            let n = names_of(&k).unwrap();
+            for s in [&n.url, &n.bn1, &n.peer_id] {
+                let name: Name = s.parse().unwrap();
+                proptest::prop_assert_eq!(name.verify(&k).unwrap().key, k);
+            }
+            // corrupting one byte of the encoded bn1 payload is caught by the checksum
+            let id = betanet_crypto::identity::NodeId(n.node_id.as_bytes().chunks(2)
+                .map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap())
+                .collect::<Vec<_>>().try_into().unwrap());
+            let mut raw = [0u8; 24];
+            raw[..20].copy_from_slice(&id.0);
+            raw[20..].copy_from_slice(&Bn1Name::checksum(&id));
+            raw[flip] ^= 0x01;
+            let text = format!("bn1:{}", data_encoding::BASE32_NOPAD.encode(&raw).to_lowercase());
+            let parsed = text.parse::<Name>();
+            proptest::prop_assert!(parsed.is_err());
         }
     }
 
@@ -176,7 +207,10 @@ mod tests {
         let mut bad = n.bn1.clone();
         let last = bad.pop().unwrap();
         bad.push(if last == 'a' { 'b' } else { 'a' });
-        assert!(matches!(bad.parse::<Name>(), Err(TrustError::NameInvalid { .. })));
+        assert!(matches!(
+            bad.parse::<Name>(),
+            Err(TrustError::NameInvalid { .. })
+        ));
         assert!("betanet://xyz".parse::<Name>().is_err());
         assert!(n.url.to_uppercase().parse::<Name>().is_err());
         assert!("hello".parse::<Name>().is_err());

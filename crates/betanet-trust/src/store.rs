@@ -212,7 +212,11 @@ mod tests {
         assert!(s.insert_new(Table::Spent, b"a", b"1").unwrap());
         assert!(!s.insert_new(Table::Spent, b"a", b"2").unwrap());
         assert_eq!(s.get(Table::Spent, b"a").unwrap(), Some(b"1".to_vec()));
-        assert_eq!(s.get(Table::Alias, b"a").unwrap(), None, "tables are separate");
+        assert_eq!(
+            s.get(Table::Alias, b"a").unwrap(),
+            None,
+            "tables are separate"
+        );
         s.put(Table::Alias, b"a", b"x").unwrap();
         assert_eq!(s.get(Table::Alias, b"a").unwrap(), Some(b"x".to_vec()));
         assert!(s.remove(Table::Alias, b"a").unwrap());

@@ -129,13 +129,8 @@ pub fn tally_report(input: &TallyInput, now_ms: u64) -> Report {
             ));
         }
     }
-    let verdict = governance::evaluate(
-        &input.nodes,
-        &acks,
-        &input.partition,
-        now_ms,
-        &input.params,
-    );
+    let verdict =
+        governance::evaluate(&input.nodes, &acks, &input.partition, now_ms, &input.params);
     let activation = input
         .activation
         .as_ref()
@@ -168,6 +163,18 @@ impl fmt::Display for Report {
         writeln!(f, "  active weight (capped): {:.4}", w.active_total)?;
         if w.as_caps.is_empty() && w.org_caps.is_empty() {
             writeln!(f, "  caps applied: none")?;
+        }
+        if !w.as_cap_feasible {
+            writeln!(
+                f,
+                "  AS cap infeasible (fewer than 5 AS groups): AS weights equalised"
+            )?;
+        }
+        if !w.org_cap_feasible {
+            writeln!(
+                f,
+                "  org cap infeasible (fewer than 4 organisations): org weights equalised"
+            )?;
         }
         for c in &w.as_caps {
             writeln!(
@@ -236,18 +243,24 @@ impl fmt::Display for Report {
                 .or_else(|| v.failures.first().map(ToString::to_string))
                 .unwrap_or_default();
             writeln!(f, "verdict: FAIL ({first})")?;
-            for fl in v.failures.iter().skip(usize::from(self.input_errors.is_empty())) {
+            for fl in v
+                .failures
+                .iter()
+                .skip(usize::from(self.input_errors.is_empty()))
+            {
                 writeln!(f, "  also failed: {fl}")?;
             }
         }
         match self.activation {
-            Some(Activation::Active { at_ms }) => writeln!(f, "activation: active since {at_ms} ms")?,
+            Some(Activation::Active { at_ms }) => {
+                writeln!(f, "activation: active since {at_ms} ms")?
+            }
             Some(Activation::Scheduled { at_ms }) => {
                 writeln!(f, "activation: scheduled at {at_ms} ms")?
             }
-            Some(Activation::Deferred { earliest_ms: Some(t) }) => {
-                writeln!(f, "activation: deferred, earliest {t} ms")?
-            }
+            Some(Activation::Deferred {
+                earliest_ms: Some(t),
+            }) => writeln!(f, "activation: deferred, earliest {t} ms")?,
             Some(Activation::Deferred { earliest_ms: None }) => writeln!(
                 f,
                 "activation: deferred until the criteria hold 7 consecutive days"

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 
-use hmac::{Hmac, Mac};
+use betanet_crypto::hash::sha256_concat;
+use betanet_crypto::kdf::hmac_sha256_parts;
 use rand_core::{CryptoRng, RngCore};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::error::TrustError;
@@ -36,7 +36,11 @@ pub struct Voucher {
 
 impl fmt::Debug for Voucher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Voucher(keyset={}, secret=<redacted>)", hex::encode(self.keyset))
+        write!(
+            f,
+            "Voucher(keyset={}, secret=<redacted>)",
+            hex::encode(self.keyset)
+        )
     }
 }
 
@@ -50,8 +54,12 @@ impl Voucher {
         let (k, rest) = bytes.split_at(32);
         let (s, g) = rest.split_at(32);
         Ok(Voucher {
-            keyset: k.try_into().map_err(|_| TrustError::VoucherMalformed { len: 128 })?,
-            secret: s.try_into().map_err(|_| TrustError::VoucherMalformed { len: 128 })?,
+            keyset: k
+                .try_into()
+                .map_err(|_| TrustError::VoucherMalformed { len: 128 })?,
+            secret: s
+                .try_into()
+                .map_err(|_| TrustError::VoucherMalformed { len: 128 })?,
             sig: g.try_into().map_err(|_| malformed)?,
         })
     }
@@ -93,12 +101,7 @@ impl Voucher {
     /// The key under which the voucher is recorded as spent:
     /// `SHA-256("bn-spent" ‖ keyset ‖ secret)`.
     pub fn spend_key(&self) -> [u8; 32] {
-        Sha256::new()
-            .chain_update(b"bn-spent")
-            .chain_update(self.keyset)
-            .chain_update(self.secret)
-            .finalize()
-            .into()
+        sha256_concat(&[b"bn-spent", &self.keyset, &self.secret])
     }
 }
 
@@ -121,14 +124,7 @@ impl fmt::Debug for LegacyVoucher {
 }
 
 fn legacy_tag(key: &[u8; 32], secret: &[u8; 32]) -> Result<[u8; 32], TrustError> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| {
-        TrustError::LegacyVoucherRejected {
-            reason: "bad legacy key",
-        }
-    })?;
-    mac.update(LEGACY_TAG_DOMAIN);
-    mac.update(secret);
-    Ok(mac.finalize().into_bytes().into())
+    Ok(hmac_sha256_parts(key, &[LEGACY_TAG_DOMAIN, secret]))
 }
 
 impl LegacyVoucher {
@@ -164,11 +160,7 @@ impl LegacyVoucher {
 
     /// Spent-set key: `SHA-256("bn-spent-legacy" ‖ secret)`.
     pub fn spend_key(&self) -> [u8; 32] {
-        Sha256::new()
-            .chain_update(b"bn-spent-legacy")
-            .chain_update(self.secret)
-            .finalize()
-            .into()
+        sha256_concat(&[b"bn-spent-legacy", &self.secret])
     }
 }
 
@@ -386,10 +378,10 @@ impl<S: Store> Redeemer<S> {
         if self.policy.max_pending == 0 || self.pending_set.contains(&id) {
             return;
         }
-        if self.pending.len() >= self.policy.max_pending {
-            if let Some(old) = self.pending.pop_front() {
-                self.pending_set.remove(&old);
-            }
+        if self.pending.len() >= self.policy.max_pending
+            && let Some(old) = self.pending.pop_front()
+        {
+            self.pending_set.remove(&old);
         }
         self.pending.push_back(id);
         self.pending_set.insert(id);
@@ -473,6 +465,19 @@ impl<S: Store> Redeemer<S> {
         {
             return Err(TrustError::VoucherDoubleSpend);
         }
+        Ok(r)
+    }
+
+    /// [`Redeemer::redeem`], then credits the value to `settlement` (owed by the keyset's mint).
+    pub fn redeem_into(
+        &mut self,
+        bytes: &[u8],
+        peer: &[u8],
+        now_ms: u64,
+        settlement: &mut impl Settlement,
+    ) -> Result<Redeemed, TrustError> {
+        let r = self.redeem(bytes, peer, now_ms)?;
+        settlement.credit(r.keyset, r.value_sat)?;
         Ok(r)
     }
 

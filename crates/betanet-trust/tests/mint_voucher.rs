@@ -1,4 +1,5 @@
 //! Mints (FROST), vouchers, announcements, redemption and settlement.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use betanet_trust::TrustError;
 use betanet_trust::mint::{
@@ -160,8 +161,8 @@ fn announcement_roundtrip_pow_and_one_bit_short() {
     let (ks, members) = dealer_keygen(5, 3, &mut r).unwrap();
     let s: Vec<_> = members.iter().take(3).collect();
     let now = 1_800_000_000_000;
-    let ann = MintAnnouncement::create(&ks, &s, "betanet://00ff", now, 12, 1 << 24, &mut r)
-        .unwrap();
+    let ann =
+        MintAnnouncement::create(&ks, &s, "betanet://00ff", now, 12, 1 << 24, &mut r).unwrap();
     let bytes = ann.encode().unwrap();
     let back = MintAnnouncement::decode(&bytes).unwrap();
     assert_eq!(back, ann);
@@ -209,7 +210,10 @@ fn announcement_with_full_22_bit_pow() {
     red.add_announcement(&ann, mint::MIN_POW_BITS, 100, now)
         .unwrap();
     let v = Voucher::issue(&ks, &s, [3; 32], &mut r).unwrap();
-    assert_eq!(red.redeem(&v.to_bytes(), b"peer", now).unwrap().value_sat, 100);
+    assert_eq!(
+        red.redeem(&v.to_bytes(), b"peer", now).unwrap().value_sat,
+        100
+    );
 }
 
 #[test]
@@ -366,4 +370,89 @@ fn local_ledger_settlement() {
     assert_eq!(l.owed(&k), 1_000);
     assert_eq!(l.receipts().len(), 1);
     assert!(l.settle([2; 32], 10_000, 1).is_err());
+}
+
+#[test]
+fn announcement_one_bit_short_of_22_is_refused() {
+    let mut r = rng(12);
+    let (ks, members) = dealer_keygen(5, 3, &mut r).unwrap();
+    let s: Vec<_> = members.iter().take(3).collect();
+    let now = 1_800_000_000_000;
+    // find an announcement with exactly 21 leading zero bits
+    let mut found = None;
+    for ts in 0..16u64 {
+        let a = MintAnnouncement::create(&ks, &s, "c", now - ts, 21, 1 << 28, &mut r).unwrap();
+        if a.pow_bits().unwrap() == 21 {
+            found = Some(a);
+            break;
+        }
+    }
+    let a = found.expect("an exactly-21-bit announcement within 16 tries");
+    assert!(matches!(
+        a.verify(mint::MIN_POW_BITS, now),
+        Err(TrustError::PowInsufficient { have: 21, need: 22 })
+    ));
+    let mut red = Redeemer::new(MemStore::new(), VoucherPolicy::default());
+    assert!(
+        red.add_announcement(&a, mint::MIN_POW_BITS, 1, now)
+            .is_err()
+    );
+    a.verify(21, now).unwrap();
+}
+
+#[test]
+fn redeemed_value_is_credited_for_settlement() {
+    let mut r = rng(13);
+    let (ks, members) = dealer_keygen(5, 3, &mut r).unwrap();
+    let s: Vec<_> = members.iter().take(3).collect();
+    let mut red = Redeemer::new(MemStore::new(), VoucherPolicy::default());
+    red.add_keyset(ks.info().clone(), 4_000).unwrap();
+    let mut ledger = LocalLedger::new();
+    for i in 0..3u8 {
+        let v = Voucher::issue(&ks, &s, [i; 32], &mut r).unwrap();
+        red.redeem_into(&v.to_bytes(), b"p", 0, &mut ledger)
+            .unwrap();
+    }
+    assert_eq!(ledger.owed(&ks.id()), 12_000);
+    ledger.settle(ks.id(), 10_000, 1).unwrap();
+    assert_eq!(ledger.owed(&ks.id()), 2_000);
+}
+
+mod props {
+    use super::*;
+    use betanet_trust::voucher::AnyVoucher;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn voucher_parse_roundtrip(k in any::<[u8; 32]>(), s in any::<[u8; 32]>(), g in proptest::collection::vec(any::<u8>(), 64)) {
+            let v = Voucher { keyset: k, secret: s, sig: g.try_into().unwrap() };
+            prop_assert_eq!(Voucher::parse(&v.to_bytes()).unwrap(), v.clone());
+            prop_assert_eq!(AnyVoucher::parse(&v.to_bytes()).unwrap(), AnyVoucher::Current(v));
+        }
+
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = AnyVoucher::parse(&bytes);
+            let _ = MintAnnouncement::decode(&bytes);
+            let _ = betanet_trust::ledger11::QuorumCertificate::decode(&bytes);
+            let _ = betanet_trust::ledger11::LedgerPayload::parse(&String::from_utf8_lossy(&bytes));
+        }
+    }
+}
+
+#[test]
+fn secrets_are_not_in_debug_output() {
+    let mut r = rng(14);
+    let (ks, members) = dealer_keygen(5, 3, &mut r).unwrap();
+    let m = &members[0];
+    let share_hex = hex::encode(m.key_package().signing_share().serialize());
+    let dbg = format!("{m:?}");
+    assert!(!dbg.contains(&share_hex), "{dbg}");
+    assert!(dbg.contains("<secret>"));
+    let s: Vec<_> = members.iter().take(3).collect();
+    let v = Voucher::issue(&ks, &s, [0xab; 32], &mut r).unwrap();
+    assert!(!format!("{v:?}").contains(&hex::encode([0xab; 32])));
+    let (p, _) = DkgParticipant::round1(1, 5, 3, &mut r).unwrap();
+    assert!(format!("{p:?}").contains("<secret>"));
 }

@@ -1,10 +1,11 @@
 //! `betanet`: one binary for every Betanet role.
 //!
 //! This is the only crate that uses `anyhow`: it turns library errors into messages for
-//! people. Subcommands so far: `demo`, `keygen`, `id`.
+//! people. Subcommands: `demo`, `keygen`, `id`, `name`, `mint`, `voucher`, `governance`.
 
 mod demo;
 mod keyfile;
+mod trust_cmds;
 
 use std::path::PathBuf;
 
@@ -50,6 +51,18 @@ enum Cmd {
         #[arg(long)]
         key: Option<PathBuf>,
     },
+    /// Self-certifying ids, bn1: names and alias records.
+    #[command(subcommand)]
+    Name(trust_cmds::NameCmd),
+    /// Threshold (FROST) mints: federations, voucher signing, announcements.
+    #[command(subcommand)]
+    Mint(trust_cmds::MintCmd),
+    /// Verify and redeem vouchers.
+    #[command(subcommand)]
+    Voucher(trust_cmds::VoucherCmd),
+    /// Governance weights and proposal tallies.
+    #[command(subcommand)]
+    Governance(trust_cmds::GovernanceCmd),
 }
 
 fn print_id(key: &SigningKey) {
@@ -85,5 +98,9 @@ fn run() -> Result<()> {
             print_id(&keyfile::read_key(&path)?);
             Ok(())
         }
+        Cmd::Name(c) => trust_cmds::name(c),
+        Cmd::Mint(c) => trust_cmds::mint(c),
+        Cmd::Voucher(c) => trust_cmds::voucher(c),
+        Cmd::Governance(c) => trust_cmds::governance(c),
     }
 }

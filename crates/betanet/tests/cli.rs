@@ -104,3 +104,72 @@ fn demo_runs_end_to_end() {
         assert_eq!(text.contains("ML-KEM-768"), extra.is_empty());
     }
 }
+
+#[test]
+fn mint_voucher_redeem_and_tally() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = bin()
+        .args(["mint", "create", "--members", "5", "--out"])
+        .arg(d.join("fed.json"))
+        .arg("--keyset-out")
+        .arg(d.join("ks.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fed = d.join("fed.json");
+    let out = bin()
+        .args(["mint", "sign", "--members", "2,4,5", "--federation"])
+        .arg(&fed)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let voucher = text.lines().last().unwrap().to_string();
+    assert_eq!(voucher.len(), 256, "128-byte voucher in hex");
+    // Two signers cannot make a voucher.
+    let out = bin()
+        .args(["mint", "sign", "--members", "1,2", "--federation"])
+        .arg(&fed)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("threshold"));
+
+    let ks = d.join("ks.json");
+    let out = bin()
+        .args(["voucher", "verify", &voucher, "--keyset"])
+        .arg(&ks)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK"));
+    let redeem = || {
+        bin()
+            .args(["voucher", "redeem", &voucher, "--keyset"])
+            .arg(&ks)
+            .arg("--db")
+            .arg(d.join("spent.redb"))
+            .output()
+            .unwrap()
+    };
+    assert!(redeem().status.success());
+    // A separate process, same database: the voucher stays spent.
+    let again = redeem();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already spent"));
+
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../betanet-trust/testdata/tally_example.json"
+    );
+    let out = bin()
+        .args(["governance", "tally", example])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("verdict:"), "{text}");
+}
