@@ -94,6 +94,12 @@ pub enum MixError {
     /// A hidden-service descriptor failed verification.
     #[error("hidden-service descriptor invalid: {0}")]
     BadDescriptor(&'static str),
+    /// The mixnode configuration file could not be parsed.
+    #[error("invalid mixnode configuration: {0}")]
+    Config(#[source] toml::de::Error),
+    /// A configuration value is out of range.
+    #[error("invalid mixnode configuration value for `{0}`")]
+    ConfigValue(&'static str),
     /// Internal failure of a crypto primitive (not caused by the peer).
     #[error("internal crypto failure")]
     Crypto,

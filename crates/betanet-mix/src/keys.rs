@@ -22,7 +22,7 @@ fn key_path(dir: &Path, epoch: u32) -> PathBuf {
     dir.join(format!("key-{epoch}.x25519"))
 }
 
-fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), MixError> {
+pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), MixError> {
     let tmp = path.with_extension("tmp");
     {
         use std::io::Write;

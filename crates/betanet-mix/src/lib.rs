@@ -13,18 +13,29 @@
 //! * [`select`]: hop selection per SPEC §7 (beacon seed with logged fallback, verifiable
 //!   lottery, AS diversity, no exact hop-set reuse until 8 sets were tried); pure.
 //! * [`node`]: the mixnode (length-prefixed TCP ingress, batch workers fed by bounded queues,
-//!   replay filter, delay queue, TCP forwarding, local exit delivery, Prometheus text metrics).
+//!   replay filter, delay queue, TCP forwarding, local exit delivery, Prometheus text metrics,
+//!   signed descriptor on request, TOML configuration); [`keys`]: its persisted key ring.
+//! * [`descriptor`]: signed mixnode and hidden-service descriptors, `betanet://` service ids.
+//! * [`app`]: the exit application protocol (request/response through reply blocks,
+//!   introduction and rendezvous points for hidden services).
+//! * [`client`]: the client API mirroring the seed's `BetanetTransport` (`discover_nodes`,
+//!   `build_circuit`, `send_packet`, `close_circuit`, `get_stats`) and hidden services.
 //!
 //! What it is not: the HTX transport (ingress over HTX streams lands once `betanet-htx`
 //! exists), the directory of mixnodes, or the end-to-end encryption between a client and its
 //! destination (the exit sees the message; applications encrypt end to end above this layer).
 //!
-//! How it fits: the core depends only on crypto primitives; the `betanet` binary runs
-//! [`node::Mixnode`] for `betanet mixnode --config FILE`; clients build packets with
-//! [`packet::build_packet`] over routes chosen by [`select`].
+//! How it fits: the packet core depends only on crypto primitives (X25519 via aws-lc-rs,
+//! HKDF/HMAC-SHA256, ChaCha20); the `betanet` binary runs [`node::Mixnode`] for
+//! `betanet mixnode --config FILE` ([`node::MixnodeConfig::from_toml_str`]); clients use
+//! [`client::MixClient`], which builds packets with [`packet::build_packet`] over routes chosen
+//! by [`select`]. The security argument is in `MIXNET.md`.
 
+pub mod app;
+pub mod client;
 pub mod crypto;
 pub mod delay;
+pub mod descriptor;
 pub mod error;
 pub mod keys;
 pub mod node;

@@ -27,15 +27,23 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use ed25519_dalek::SigningKey;
+
 use crate::crypto::MixPublicKey;
 use crate::delay::DelayDist;
+use crate::descriptor;
 use crate::error::MixError;
 use crate::keys::KeyRing;
 use crate::packet::{self, NodeAddr, Processed, ReplayTag, RouteHop};
 use crate::replay::{PersistentReplayFilter, ReplayConfig};
+use crate::select::MixNodeInfo;
 
 /// Largest frame accepted by [`read_frame`].
 pub const MAX_FRAME: usize = 4096;
+
+/// Control frame (1 byte) asking a node for its signed descriptor; the node answers on the same
+/// connection with one frame holding the descriptor ([`descriptor::UncheckedMixDescriptor`]).
+pub const CTRL_DESCRIBE: u8 = 0x01;
 
 /// Mixnode configuration.
 #[derive(Clone, Debug)]
@@ -68,6 +76,8 @@ pub struct MixnodeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Automatic key rotation interval.
     pub key_rotation: Option<Duration>,
+    /// Seed for the workers' delay RNGs (tests only; `None` = OS entropy).
+    pub rng_seed: Option<u64>,
 }
 
 impl MixnodeConfig {
@@ -89,7 +99,109 @@ impl MixnodeConfig {
             connect_timeout: Duration::from_secs(2),
             metrics_listen: None,
             key_rotation: None,
+            rng_seed: None,
         }
+    }
+}
+
+/// The TOML form of [`MixnodeConfig`].
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: SocketAddr,
+    state_dir: PathBuf,
+    workers: Option<usize>,
+    batch_size: Option<usize>,
+    queue_depth: Option<usize>,
+    delay: Option<String>,
+    delay_min_ms: Option<u64>,
+    delay_max_ms: Option<u64>,
+    delay_mean_ms: Option<u64>,
+    delay_cap_ms: Option<u64>,
+    replay_capacity: Option<u64>,
+    replay_fp_rate: Option<f64>,
+    sync_replay_log: Option<bool>,
+    metrics_listen: Option<SocketAddr>,
+    key_rotation_secs: Option<u64>,
+    initial_epoch: Option<u32>,
+    max_delayed: Option<usize>,
+    egress_queue: Option<usize>,
+}
+
+impl MixnodeConfig {
+    /// Parses the TOML configuration of `betanet mixnode --config FILE` (all keys but `listen`
+    /// and `state_dir` optional; unknown keys are rejected):
+    ///
+    /// ```toml
+    /// listen = "0.0.0.0:9001"
+    /// state_dir = "/var/lib/betanet/mix"
+    /// workers = 2
+    /// batch_size = 128
+    /// queue_depth = 8192
+    /// delay = "uniform"          # or "poisson" (exponential, capped)
+    /// delay_min_ms = 30
+    /// delay_max_ms = 150
+    /// delay_mean_ms = 90         # poisson only
+    /// delay_cap_ms = 600         # poisson only
+    /// replay_capacity = 4000000
+    /// replay_fp_rate = 1e-6
+    /// sync_replay_log = false
+    /// metrics_listen = "127.0.0.1:9101"
+    /// key_rotation_secs = 86400
+    /// initial_epoch = 1
+    /// ```
+    pub fn from_toml_str(s: &str) -> Result<Self, MixError> {
+        let f: FileConfig = toml::from_str(s).map_err(MixError::Config)?;
+        let mut c = MixnodeConfig::new(f.listen, f.state_dir);
+        let ms = Duration::from_millis;
+        c.delay = match f.delay.as_deref().unwrap_or("uniform") {
+            "uniform" => DelayDist::uniform(
+                ms(f.delay_min_ms.unwrap_or(30)),
+                ms(f.delay_max_ms.unwrap_or(150)),
+            )?,
+            "poisson" => DelayDist::exponential(
+                ms(f.delay_mean_ms.unwrap_or(90)),
+                ms(f.delay_cap_ms.unwrap_or(600)),
+            )?,
+            _ => return Err(MixError::ConfigValue("delay")),
+        };
+        if let Some(w) = f.workers {
+            if w == 0 || w > 256 {
+                return Err(MixError::ConfigValue("workers"));
+            }
+            c.workers = w;
+        }
+        if let Some(b) = f.batch_size {
+            if b == 0 || b > 4096 {
+                return Err(MixError::ConfigValue("batch_size"));
+            }
+            c.batch_size = b;
+        }
+        if let Some(q) = f.queue_depth {
+            c.queue_depth = q.max(16);
+        }
+        if let Some(v) = f.replay_capacity {
+            c.replay.capacity = v.max(1);
+        }
+        if let Some(v) = f.replay_fp_rate {
+            if !(v > 0.0 && v < 0.5) {
+                return Err(MixError::ConfigValue("replay_fp_rate"));
+            }
+            c.replay.fp_rate = v;
+        }
+        c.sync_replay_log = f.sync_replay_log.unwrap_or(false);
+        c.metrics_listen = f.metrics_listen;
+        c.key_rotation = f.key_rotation_secs.map(Duration::from_secs);
+        if let Some(e) = f.initial_epoch {
+            c.initial_epoch = e;
+        }
+        if let Some(v) = f.max_delayed {
+            c.max_delayed = v.max(16);
+        }
+        if let Some(v) = f.egress_queue {
+            c.egress_queue = v.max(16);
+        }
+        Ok(c)
     }
 }
 
@@ -194,10 +306,13 @@ impl Ord for HeapEntry {
 const DELAY_SAMPLES: usize = 8192;
 
 struct Shared {
+    identity: SigningKey,
+    local_addr: SocketAddr,
     keys: RwLock<KeyRing>,
     replay: Mutex<PersistentReplayFilter>,
     metrics: Metrics,
-    delay_samples: Mutex<VecDeque<f64>>,
+    /// (hold time, lateness) in seconds of recent packets.
+    delay_samples: Mutex<VecDeque<(f64, f64)>>,
 }
 
 /// Writes one length-prefixed frame.
@@ -233,7 +348,7 @@ pub struct Mixnode {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
-    inject: mpsc::Sender<Scheduled>,
+    inject: mpsc::Sender<Vec<Scheduled>>,
     tasks: Vec<JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
 }
@@ -261,33 +376,43 @@ impl Mixnode {
             &keys.epochs(),
             cfg.sync_replay_log,
         )?;
-        let shared = Arc::new(Shared {
-            keys: RwLock::new(keys),
-            replay: Mutex::new(replay),
-            metrics: Metrics::default(),
-            delay_samples: Mutex::new(VecDeque::with_capacity(DELAY_SAMPLES)),
-        });
+        let identity = load_identity(&cfg.state_dir)?;
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|e| MixError::io(format!("listen {}", cfg.listen), e))?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| MixError::io("listener", e))?;
+        let shared = Arc::new(Shared {
+            identity,
+            local_addr,
+            keys: RwLock::new(keys),
+            replay: Mutex::new(replay),
+            metrics: Metrics::default(),
+            delay_samples: Mutex::new(VecDeque::with_capacity(DELAY_SAMPLES)),
+        });
 
         let workers_n = cfg.workers.max(1);
-        let (sched_tx, sched_rx) = mpsc::channel::<Scheduled>(cfg.queue_depth.max(16));
+        // One message per worker batch (not per packet) keeps wake-ups off the hot path.
+        let (sched_tx, sched_rx) = mpsc::channel::<Vec<Scheduled>>((cfg.queue_depth / 64).max(16));
         let mut senders = Vec::with_capacity(workers_n);
         let mut workers = Vec::with_capacity(workers_n);
         for i in 0..workers_n {
-            let (tx, rx) = mpsc::channel::<Inbound>((cfg.queue_depth / workers_n).max(16));
+            // Bounded in reader batches of at most READER_BATCH packets: ≤ queue_depth in total.
+            let (tx, rx) =
+                mpsc::channel::<Vec<Inbound>>((cfg.queue_depth / workers_n / READER_BATCH).max(4));
             senders.push(tx);
             let sh = shared.clone();
             let out = sched_tx.clone();
             let bs = cfg.batch_size.max(1);
             let delay = cfg.delay;
+            let rng = match cfg.rng_seed {
+                Some(seed) => StdRng::seed_from_u64(seed.wrapping_add(i as u64)),
+                None => StdRng::from_rng(OsRng).map_err(|_| MixError::Crypto)?,
+            };
             let t = std::thread::Builder::new()
                 .name(format!("mix-worker-{i}"))
-                .spawn(move || worker(rx, sh, out, bs, delay))
+                .spawn(move || worker(rx, sh, out, bs, delay, rng))
                 .map_err(|e| MixError::io("worker thread", e))?;
             workers.push(t);
         }
@@ -361,6 +486,31 @@ impl Mixnode {
         }
     }
 
+    /// The signed descriptor of this node (current key).
+    pub fn descriptor(&self) -> Vec<u8> {
+        describe(&self.shared)
+    }
+
+    /// This node as a directory entry.
+    pub fn info(&self) -> MixNodeInfo {
+        let (key_epoch, key) = self.current_key();
+        MixNodeInfo {
+            id: descriptor::id_of(&self.shared.identity.verifying_key().to_bytes()),
+            addr: NodeAddr(self.local_addr),
+            key,
+            key_epoch,
+            as_group: None,
+            weight: 1,
+        }
+    }
+
+    /// A cheap handle to inject packets (e.g. replies built from SURBs) from other tasks.
+    pub fn packet_sender(&self) -> PacketSender {
+        PacketSender {
+            inject: self.inject.clone(),
+        }
+    }
+
     /// Counters.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
@@ -373,7 +523,18 @@ impl Mixnode {
             .delay_samples
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        s.iter().copied().collect()
+        s.iter().map(|x| x.0).collect()
+    }
+
+    /// How late (dispatch minus deadline, seconds) the most recent packets left: the timer and
+    /// OS scheduling lag included in [`Mixnode::delay_samples`].
+    pub fn delay_lateness(&self) -> Vec<f64> {
+        let s = self
+            .shared
+            .delay_samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        s.iter().map(|x| x.1).collect()
     }
 
     /// Rotates the mix key (the previous key stays valid for one more epoch) and the replay
@@ -384,19 +545,7 @@ impl Mixnode {
 
     /// Sends an already built packet (e.g. a reply made from a SURB) to `to` without delay.
     pub async fn send_packet(&self, to: NodeAddr, packet: Vec<u8>) -> Result<(), MixError> {
-        let now = Instant::now();
-        self.inject
-            .send(Scheduled {
-                due: now,
-                arrived: now,
-                out: Outbound::Frame {
-                    to: to.0,
-                    frame: packet,
-                    reply: false,
-                },
-            })
-            .await
-            .map_err(|_| MixError::io("scheduler", std::io::ErrorKind::BrokenPipe.into()))
+        self.packet_sender().send(to, packet).await
     }
 
     /// Stops all tasks and worker threads and snapshots the replay filter.
@@ -416,6 +565,64 @@ impl Mixnode {
     }
 }
 
+/// Injects packets into a node's egress (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct PacketSender {
+    inject: mpsc::Sender<Vec<Scheduled>>,
+}
+
+impl std::fmt::Debug for Scheduled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduled").finish_non_exhaustive()
+    }
+}
+
+impl PacketSender {
+    /// Sends `packet` to `to` without mixing delay (the next hop adds its own).
+    pub async fn send(&self, to: NodeAddr, packet: Vec<u8>) -> Result<(), MixError> {
+        let now = Instant::now();
+        self.inject
+            .send(vec![Scheduled {
+                due: now,
+                arrived: now,
+                out: Outbound::Frame {
+                    to: to.0,
+                    frame: packet,
+                    reply: false,
+                },
+            }])
+            .await
+            .map_err(|_| MixError::io("scheduler", std::io::ErrorKind::BrokenPipe.into()))
+    }
+}
+
+fn describe(shared: &Shared) -> Vec<u8> {
+    let (epoch, key) = {
+        let k = shared.keys.read().unwrap_or_else(|p| p.into_inner());
+        k.current_public().unwrap_or((0, MixPublicKey([0; 32])))
+    };
+    descriptor::sign_mix_descriptor(&shared.identity, epoch, &key, &NodeAddr(shared.local_addr))
+}
+
+fn load_identity(dir: &std::path::Path) -> Result<SigningKey, MixError> {
+    std::fs::create_dir_all(dir).map_err(|e| MixError::io(dir, e))?;
+    let p = dir.join("identity.ed25519");
+    if p.exists() {
+        let b = zeroize::Zeroizing::new(std::fs::read(&p).map_err(|e| MixError::io(&p, e))?);
+        let seed: [u8; 32] = b
+            .as_slice()
+            .try_into()
+            .map_err(|_| MixError::CorruptState {
+                path: p.clone(),
+                what: "identity key file is not 32 bytes",
+            })?;
+        return Ok(SigningKey::from_bytes(&seed));
+    }
+    let sk = SigningKey::generate(&mut OsRng);
+    crate::keys::write_secret(&p, sk.as_bytes())?;
+    Ok(sk)
+}
+
 fn rotate(shared: &Shared) -> Result<(u32, MixPublicKey), MixError> {
     let mut keys = shared.keys.write().unwrap_or_else(|p| p.into_inner());
     let mut replay = shared.replay.lock().unwrap_or_else(|p| p.into_inner());
@@ -431,7 +638,7 @@ fn rotate(shared: &Shared) -> Result<(u32, MixPublicKey), MixError> {
 
 async fn accept_loop(
     listener: TcpListener,
-    senders: Arc<[mpsc::Sender<Inbound>]>,
+    senders: Arc<[mpsc::Sender<Vec<Inbound>>]>,
     shared: Arc<Shared>,
 ) {
     let rr = Arc::new(AtomicUsize::new(0));
@@ -455,17 +662,30 @@ async fn accept_loop(
 
 async fn reader(
     stream: TcpStream,
-    senders: Arc<[mpsc::Sender<Inbound>]>,
+    senders: Arc<[mpsc::Sender<Vec<Inbound>>]>,
     rr: Arc<AtomicUsize>,
     shared: Arc<Shared>,
 ) {
-    let mut r = BufReader::with_capacity(64 * 1024, stream);
+    let (rd, mut wr) = stream.into_split();
+    let mut r = BufReader::with_capacity(64 * 1024, rd);
+    let mut pending: Vec<Inbound> = Vec::new();
     loop {
         let mut len = [0u8; 4];
         if r.read_exact(&mut len).await.is_err() {
             return;
         }
         let n = u32::from_be_bytes(len) as usize;
+        if n == 1 {
+            let mut c = [0u8; 1];
+            if r.read_exact(&mut c).await.is_err() || c[0] != CTRL_DESCRIBE {
+                Metrics::inc(&shared.metrics.dropped_invalid);
+                return;
+            }
+            if write_frame(&mut wr, &describe(&shared)).await.is_err() {
+                return;
+            }
+            continue;
+        }
         if packet::PacketSize::from_len(n).is_err() {
             Metrics::inc(&shared.metrics.dropped_invalid);
             tracing::debug!(len = n, "bad frame length; closing connection");
@@ -476,38 +696,48 @@ async fn reader(
             return;
         }
         Metrics::inc(&shared.metrics.packets_received);
+        pending.push(Inbound {
+            packet: buf,
+            at: Instant::now(),
+        });
+        // Keep reading while a whole next frame is already buffered (no waiting on the socket
+        // while holding packets); hand over up to READER_BATCH packets per queue operation.
+        let buffered = r.buffer();
+        let next_complete = buffered
+            .get(..4)
+            .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+            .is_some_and(|l| buffered.len() >= 4 + l);
+        if next_complete && pending.len() < READER_BATCH {
+            continue;
+        }
         let i = rr.fetch_add(1, Ordering::Relaxed) % senders.len().max(1);
         let Some(tx) = senders.get(i) else { return };
-        if tx
-            .send(Inbound {
-                packet: buf,
-                at: Instant::now(),
-            })
-            .await
-            .is_err()
-        {
+        if tx.send(std::mem::take(&mut pending)).await.is_err() {
             return;
         }
     }
 }
 
+/// Packets a connection reader hands to a worker per queue operation (at most).
+const READER_BATCH: usize = 32;
+
 fn worker(
-    mut rx: mpsc::Receiver<Inbound>,
+    mut rx: mpsc::Receiver<Vec<Inbound>>,
     shared: Arc<Shared>,
-    out: mpsc::Sender<Scheduled>,
+    out: mpsc::Sender<Vec<Scheduled>>,
     batch_size: usize,
     delay: DelayDist,
+    mut rng: StdRng,
 ) {
-    let mut rng = StdRng::from_rng(OsRng).unwrap_or_else(|_| StdRng::from_entropy());
     let mut batch: Vec<Inbound> = Vec::with_capacity(batch_size);
     let mut done: Vec<(u32, ReplayTag, Processed, Instant)> = Vec::with_capacity(batch_size);
     let mut tags: Vec<(u32, ReplayTag)> = Vec::with_capacity(batch_size);
     let m = &shared.metrics;
     while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+        batch.extend(first);
         while batch.len() < batch_size {
             match rx.try_recv() {
-                Ok(x) => batch.push(x),
+                Ok(x) => batch.extend(x),
                 Err(_) => break,
             }
         }
@@ -543,6 +773,7 @@ fn worker(
                 continue;
             }
         };
+        let mut sched: Vec<Scheduled> = Vec::with_capacity(done.len());
         for ((_, _, p, at), v) in done.drain(..).zip(verdicts) {
             match v {
                 Ok(true) => {}
@@ -576,29 +807,27 @@ fn worker(
                     }
                 }
             };
-            if out
-                .blocking_send(Scheduled {
-                    due,
-                    arrived: at,
-                    out: out_msg,
-                })
-                .is_err()
-            {
-                return;
-            }
+            sched.push(Scheduled {
+                due,
+                arrived: at,
+                out: out_msg,
+            });
+        }
+        if !sched.is_empty() && out.blocking_send(sched).is_err() {
+            return;
         }
     }
 }
 
 async fn scheduler(
-    mut rx: mpsc::Receiver<Scheduled>,
+    mut rx: mpsc::Receiver<Vec<Scheduled>>,
     shared: Arc<Shared>,
     exit: Option<mpsc::Sender<Delivery>>,
     cfg: MixnodeConfig,
 ) {
     let mut heap: BinaryHeap<HeapEntry> = BinaryHeap::new();
     let mut seq: u64 = 0;
-    let mut egress: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut egress: HashMap<SocketAddr, mpsc::Sender<EgressBatch>> = HashMap::new();
     let m = &shared.metrics;
     loop {
         let next_due = heap.peek().map(|e| e.0.due);
@@ -607,15 +836,17 @@ async fn scheduler(
                 let Some(first) = msg else { break };
                 let mut item = Some(first);
                 let mut n = 0;
-                while let Some(s) = item.take() {
-                    if heap.len() >= cfg.max_delayed {
-                        Metrics::inc(&m.dropped_overload);
-                    } else {
-                        heap.push(HeapEntry(s, seq));
-                        seq = seq.wrapping_add(1);
+                while let Some(batch) = item.take() {
+                    for s in batch {
+                        if heap.len() >= cfg.max_delayed {
+                            Metrics::inc(&m.dropped_overload);
+                        } else {
+                            heap.push(HeapEntry(s, seq));
+                            seq = seq.wrapping_add(1);
+                        }
                     }
                     n += 1;
-                    if n < 256 {
+                    if n < 16 {
                         item = rx.try_recv().ok();
                     }
                 }
@@ -646,9 +877,11 @@ async fn scheduler(
                 if ds.len() >= DELAY_SAMPLES {
                     ds.pop_front();
                 }
-                ds.push_back(held.as_secs_f64());
+                let late = now.saturating_duration_since(s.due);
+                ds.push_back((held.as_secs_f64(), late.as_secs_f64()));
             }
         }
+        let mut frames: HashMap<SocketAddr, (Vec<Vec<u8>>, u64, u64)> = HashMap::new();
         for s in due {
             match s.out {
                 // Counters are raised before the hand-off (and undone on failure) so that
@@ -664,33 +897,48 @@ async fn scheduler(
                     None => Metrics::inc(&m.dropped_exit_unhandled),
                 },
                 Outbound::Frame { to, frame, reply } => {
-                    let c = if reply {
-                        &m.replies_sent
+                    let e = frames.entry(to).or_default();
+                    e.0.push(frame);
+                    if reply {
+                        e.2 += 1;
                     } else {
-                        &m.packets_forwarded
-                    };
-                    Metrics::inc(c);
-                    if !dispatch(&mut egress, to, frame, &shared, &cfg) {
-                        c.fetch_sub(1, Ordering::Relaxed);
+                        e.1 += 1;
                     }
                 }
             }
         }
+        for (to, (frames, forwarded, replies)) in frames {
+            let batch = EgressBatch {
+                frames,
+                forwarded,
+                replies,
+            };
+            dispatch(&mut egress, to, batch, &shared, &cfg);
+        }
     }
 }
 
+/// Frames for one next hop from one scheduler wake-up, with what they count as once written.
+struct EgressBatch {
+    frames: Vec<Vec<u8>>,
+    forwarded: u64,
+    replies: u64,
+}
+
 fn dispatch(
-    egress: &mut HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    egress: &mut HashMap<SocketAddr, mpsc::Sender<EgressBatch>>,
     to: SocketAddr,
-    frame: Vec<u8>,
+    frame: EgressBatch,
     shared: &Arc<Shared>,
     cfg: &MixnodeConfig,
 ) -> bool {
     let m = &shared.metrics;
+    let n = frame.frames.len() as u64;
     let mut frame = Some(frame);
     for _ in 0..2 {
         let tx = egress.entry(to).or_insert_with(|| {
-            let (tx, rx) = mpsc::channel(cfg.egress_queue.max(16));
+            // Bounded in batches (one per scheduler wake-up).
+            let (tx, rx) = mpsc::channel((cfg.egress_queue / 8).max(16));
             tokio::spawn(egress_conn(to, rx, shared.clone(), cfg.connect_timeout));
             tx
         });
@@ -698,7 +946,7 @@ fn dispatch(
         match tx.try_send(f) {
             Ok(()) => return true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                Metrics::inc(&m.dropped_overload);
+                m.dropped_overload.fetch_add(n, Ordering::Relaxed);
                 return false;
             }
             Err(mpsc::error::TrySendError::Closed(f)) => {
@@ -708,13 +956,13 @@ fn dispatch(
             }
         }
     }
-    Metrics::inc(&m.dropped_peer_down);
+    m.dropped_peer_down.fetch_add(n, Ordering::Relaxed);
     false
 }
 
 async fn egress_conn(
     to: SocketAddr,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<EgressBatch>,
     shared: Arc<Shared>,
     connect_timeout: Duration,
 ) {
@@ -725,8 +973,8 @@ async fn egress_conn(
             tracing::debug!(%to, "next hop unreachable (PEER_DOWN)");
             rx.close();
             let mut n = 0u64;
-            while rx.try_recv().is_ok() {
-                n += 1;
+            while let Ok(b) = rx.try_recv() {
+                n += b.frames.len() as u64;
             }
             m.dropped_peer_down.fetch_add(n, Ordering::Relaxed);
             return;
@@ -734,21 +982,33 @@ async fn egress_conn(
     };
     let _ = stream.set_nodelay(true);
     let mut w = BufWriter::with_capacity(64 * 1024, stream);
-    while let Some(f) = rx.recv().await {
-        let mut ok = write_frame(&mut w, &f).await.is_ok();
-        let mut more = 0;
-        while ok && more < 256 {
-            match rx.try_recv() {
-                Ok(f) => {
-                    ok = write_frame(&mut w, &f).await.is_ok();
-                    more += 1;
-                }
-                Err(_) => break,
+    while let Some(first) = rx.recv().await {
+        let (mut n, mut fwd, mut rep) = (0u64, 0u64, 0u64);
+        let mut ok = true;
+        let mut next = Some(first);
+        let mut batches = 0;
+        while let Some(b) = next.take() {
+            n += b.frames.len() as u64;
+            fwd += b.forwarded;
+            rep += b.replies;
+            for f in &b.frames {
+                ok = ok && write_frame(&mut w, f).await.is_ok();
+            }
+            batches += 1;
+            if ok && batches < 16 {
+                next = rx.try_recv().ok();
             }
         }
+        // Counters are raised before the flush hands the frames to the peer, so that whoever
+        // receives them already sees the counts; undone if the write fails.
+        m.packets_forwarded.fetch_add(fwd, Ordering::Relaxed);
+        m.replies_sent.fetch_add(rep, Ordering::Relaxed);
         if !ok || w.flush().await.is_err() {
+            // Frames of the failed write may or may not have left; count them as lost.
             tracing::debug!(%to, "next hop connection failed (PEER_DOWN)");
-            Metrics::inc(&m.dropped_peer_down);
+            m.packets_forwarded.fetch_sub(fwd, Ordering::Relaxed);
+            m.replies_sent.fetch_sub(rep, Ordering::Relaxed);
+            m.dropped_peer_down.fetch_add(n, Ordering::Relaxed);
             return;
         }
     }
@@ -793,5 +1053,43 @@ async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>) {
             let _ = s.write_all(resp.as_bytes()).await;
             let _ = s.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_config() {
+        let c = MixnodeConfig::from_toml_str(
+            "listen = \"127.0.0.1:9001\"\nstate_dir = \"/tmp/x\"\nworkers = 3\ndelay = \"poisson\"\ndelay_mean_ms = 50\nmetrics_listen = \"127.0.0.1:9101\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.workers, 3);
+        assert_eq!(
+            c.delay,
+            DelayDist::Exponential {
+                mean: Duration::from_millis(50),
+                cap: Duration::from_millis(600)
+            }
+        );
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9101".parse().unwrap()));
+        let d =
+            MixnodeConfig::from_toml_str("listen = \"127.0.0.1:1\"\nstate_dir = \"x\"\n").unwrap();
+        assert_eq!(d.delay, DelayDist::default());
+        assert!(MixnodeConfig::from_toml_str("listen = \"x\"").is_err());
+        assert!(
+            MixnodeConfig::from_toml_str(
+                "listen = \"127.0.0.1:1\"\nstate_dir = \"x\"\nbogus = 1\n"
+            )
+            .is_err()
+        );
+        assert!(
+            MixnodeConfig::from_toml_str(
+                "listen = \"127.0.0.1:1\"\nstate_dir = \"x\"\ndelay_max_ms = 5000\n"
+            )
+            .is_err()
+        );
     }
 }

@@ -780,6 +780,22 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn addr_and_surb_codec_roundtrip(ip in proptest::prelude::any::<[u8; 16]>(), v4 in proptest::prelude::any::<[u8; 4]>(), port: u16, six: bool, seed: u64) {
+            let sa = if six {
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port)
+            } else {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::from(v4)), port)
+            };
+            let a = NodeAddr(sa);
+            proptest::prop_assert_eq!(NodeAddr::decode(&a.encode()).unwrap(), a);
+            let mut rng = StdRng::seed_from_u64(seed);
+            let (_, hops) = nodes(&mut rng, (seed % 5) as usize + 1);
+            let (surb, _) = Surb::new(&mut rng, PacketSize::K2, &hops, a).unwrap();
+            let enc = surb.encode();
+            proptest::prop_assert_eq!(Surb::decode(&enc).unwrap(), surb);
+        }
+
+        #[test]
         fn process_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2100), seed in 0u64..4) {
             let mut rng = StdRng::seed_from_u64(seed);
             let sk = MixSecretKey::generate(&mut rng).unwrap();

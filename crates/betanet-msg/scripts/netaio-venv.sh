@@ -13,9 +13,9 @@ if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import netaio, nacl" >/de
 fi
 mkdir -p "$(dirname "$venv")"
 python3 -m venv "$venv" >&2 || { echo "netaio-venv: python3 -m venv failed" >&2; exit 3; }
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --timeout 10 --retries 1 \
   "netaio[asymmetric]==$NETAIO_VERSION" >&2 \
-  || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "netaio==$NETAIO_VERSION" PyNaCl >&2 \
+  || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --timeout 10 --retries 1 "netaio==$NETAIO_VERSION" PyNaCl >&2 \
   || { echo "netaio-venv: pip install netaio==$NETAIO_VERSION failed (no PyPI?)" >&2; exit 4; }
 "$venv/bin/python" -c "import netaio" >&2 || { echo "netaio-venv: import netaio failed" >&2; exit 5; }
 echo "$venv/bin/python"

@@ -24,14 +24,31 @@ pub fn split(m: &Message, id: u64) -> Result<Vec<Vec<u8>>> {
     let auth = m.auth.encode();
     let mut all = Vec::with_capacity(9 + auth.len() + m.body.uri.len() + m.body.content.len());
     all.push(m.mtype.0);
-    all.extend_from_slice(&u32::try_from(auth.len()).map_err(|_| MsgError::TooLarge { len: auth.len(), limit: u32::MAX as usize })?.to_be_bytes());
+    all.extend_from_slice(
+        &u32::try_from(auth.len())
+            .map_err(|_| MsgError::TooLarge {
+                len: auth.len(),
+                limit: u32::MAX as usize,
+            })?
+            .to_be_bytes(),
+    );
     all.extend_from_slice(&auth);
     let ul = m.body.uri.len();
-    all.extend_from_slice(&u32::try_from(ul).map_err(|_| MsgError::TooLarge { len: ul, limit: u32::MAX as usize })?.to_be_bytes());
+    all.extend_from_slice(
+        &u32::try_from(ul)
+            .map_err(|_| MsgError::TooLarge {
+                len: ul,
+                limit: u32::MAX as usize,
+            })?
+            .to_be_bytes(),
+    );
     all.extend_from_slice(&m.body.uri);
     all.extend_from_slice(&m.body.content);
     let pieces: Vec<&[u8]> = all.chunks(PIECE).collect();
-    let count = u32::try_from(pieces.len()).map_err(|_| MsgError::TooLarge { len: all.len(), limit: PIECE * u32::MAX as usize })?;
+    let count = u32::try_from(pieces.len()).map_err(|_| MsgError::TooLarge {
+        len: all.len(),
+        limit: PIECE * u32::MAX as usize,
+    })?;
     let mut out = Vec::with_capacity(pieces.len());
     for (i, p) in pieces.into_iter().enumerate() {
         let mut f = AuthFields::new();
@@ -40,7 +57,11 @@ pub fn split(m: &Message, id: u64) -> Result<Vec<Vec<u8>>> {
         tag.extend_from_slice(&(i as u32).to_be_bytes());
         tag.extend_from_slice(&count.to_be_bytes());
         f.set_bytes(CHUNK_FIELD, tag);
-        let piece = Message { mtype: m.mtype, auth: f, body: Body::new(Bytes::new(), Bytes::copy_from_slice(p)) };
+        let piece = Message {
+            mtype: m.mtype,
+            auth: f,
+            body: Body::new(Bytes::new(), Bytes::copy_from_slice(p)),
+        };
         out.push(piece.encode()?);
     }
     Ok(out)
@@ -61,15 +82,40 @@ pub struct Reassembler {
 impl Reassembler {
     /// Accept messages up to `max` bytes.
     pub fn new(max: usize) -> Self {
-        Self { max, parts: HashMap::new() }
+        Self {
+            max,
+            parts: HashMap::new(),
+        }
     }
 
     /// Add a piece; returns the logical message when complete. Pieces must arrive in order
     /// (streams guarantee it; out-of-order UDP pieces drop the message).
     pub fn push(&mut self, m: Message) -> Result<Option<Message>> {
-        let tag = m.auth.get_bytes(CHUNK_FIELD).ok_or_else(|| malformed("chunk", "no chunk field"))?;
-        let tag: [u8; 16] = tag.try_into().map_err(|_| malformed("chunk", "bad chunk field"))?;
-        let [a0, a1, a2, a3, a4, a5, a6, a7, i0, i1, i2, i3, c0, c1, c2, c3] = tag;
+        let tag = m
+            .auth
+            .get_bytes(CHUNK_FIELD)
+            .ok_or_else(|| malformed("chunk", "no chunk field"))?;
+        let tag: [u8; 16] = tag
+            .try_into()
+            .map_err(|_| malformed("chunk", "bad chunk field"))?;
+        let [
+            a0,
+            a1,
+            a2,
+            a3,
+            a4,
+            a5,
+            a6,
+            a7,
+            i0,
+            i1,
+            i2,
+            i3,
+            c0,
+            c1,
+            c2,
+            c3,
+        ] = tag;
         let id = u64::from_be_bytes([a0, a1, a2, a3, a4, a5, a6, a7]);
         let idx = u32::from_be_bytes([i0, i1, i2, i3]);
         let count = u32::from_be_bytes([c0, c1, c2, c3]);
@@ -80,9 +126,18 @@ impl Reassembler {
             if self.parts.len() >= MAX_INFLIGHT {
                 return Err(malformed("chunk", "too many chunked messages in flight"));
             }
-            self.parts.insert(id, Partial { count, next: 0, data: Vec::new() });
+            self.parts.insert(
+                id,
+                Partial {
+                    count,
+                    next: 0,
+                    data: Vec::new(),
+                },
+            );
         }
-        let Some(p) = self.parts.get_mut(&id) else { return Err(malformed("chunk", "unknown chunk id")) };
+        let Some(p) = self.parts.get_mut(&id) else {
+            return Err(malformed("chunk", "unknown chunk id"));
+        };
         if p.count != count || p.next != idx {
             self.parts.remove(&id);
             return Err(malformed("chunk", "out-of-order piece"));
@@ -90,14 +145,19 @@ impl Reassembler {
         if p.data.len() + m.body.content.len() > self.max.saturating_add(9) {
             let len = p.data.len() + m.body.content.len();
             self.parts.remove(&id);
-            return Err(MsgError::TooLarge { len, limit: self.max });
+            return Err(MsgError::TooLarge {
+                len,
+                limit: self.max,
+            });
         }
         p.data.extend_from_slice(&m.body.content);
         p.next += 1;
         if p.next < p.count {
             return Ok(None);
         }
-        let Some(p) = self.parts.remove(&id) else { return Ok(None) };
+        let Some(p) = self.parts.remove(&id) else {
+            return Ok(None);
+        };
         decode_logical(&p.data).map(Some)
     }
 }
@@ -112,13 +172,27 @@ fn decode_logical(d: &[u8]) -> Result<Message> {
         r = b;
         Ok(a)
     };
-    let t = *take(1)?.first().ok_or_else(|| malformed("chunked message", "truncated"))?;
-    let al = u32::from_be_bytes(take(4)?.try_into().map_err(|_| malformed("chunked message", "truncated"))?) as usize;
+    let t = *take(1)?
+        .first()
+        .ok_or_else(|| malformed("chunked message", "truncated"))?;
+    let al = u32::from_be_bytes(
+        take(4)?
+            .try_into()
+            .map_err(|_| malformed("chunked message", "truncated"))?,
+    ) as usize;
     let auth = AuthFields::decode(take(al)?)?;
-    let ul = u32::from_be_bytes(take(4)?.try_into().map_err(|_| malformed("chunked message", "truncated"))?) as usize;
+    let ul = u32::from_be_bytes(
+        take(4)?
+            .try_into()
+            .map_err(|_| malformed("chunked message", "truncated"))?,
+    ) as usize;
     let uri = Bytes::copy_from_slice(take(ul)?);
     let content = Bytes::copy_from_slice(r);
-    Ok(Message { mtype: MessageType(t), auth, body: Body { uri, content } })
+    Ok(Message {
+        mtype: MessageType(t),
+        auth,
+        body: Body { uri, content },
+    })
 }
 
 #[cfg(test)]

@@ -107,7 +107,13 @@ fn ts_bytes(v: Option<&Value>) -> Option<[u8; 4]> {
 }
 
 impl AuthPlugin for HmacAuth {
-    fn make(&self, _t: MessageType, auth: &mut AuthFields, body: &Body, cx: &mut PluginCx<'_>) -> Result<()> {
+    fn make(
+        &self,
+        _t: MessageType,
+        auth: &mut AuthFields,
+        body: &Body,
+        cx: &mut PluginCx<'_>,
+    ) -> Result<()> {
         let nonce = match auth.get_bytes(&self.nonce_field) {
             Some(n) if n.len() == IV_SIZE => n.to_vec(),
             _ => {
@@ -116,7 +122,8 @@ impl AuthPlugin for HmacAuth {
                 n
             }
         };
-        let ts = ts_bytes(auth.get(&self.ts_field)).unwrap_or_else(|| ((cx.now_ms / 1000) as u32).to_be_bytes());
+        let ts = ts_bytes(auth.get(&self.ts_field))
+            .unwrap_or_else(|| ((cx.now_ms / 1000) as u32).to_be_bytes());
         let mut input = Vec::with_capacity(4 + body.encoded_len());
         input.extend_from_slice(&ts);
         input.extend_from_slice(&body.encode()?);
@@ -127,13 +134,23 @@ impl AuthPlugin for HmacAuth {
         Ok(())
     }
 
-    fn check(&self, _t: MessageType, auth: &AuthFields, body: &Body, _cx: &mut PluginCx<'_>) -> Result<()> {
+    fn check(
+        &self,
+        _t: MessageType,
+        auth: &AuthFields,
+        body: &Body,
+        _cx: &mut PluginCx<'_>,
+    ) -> Result<()> {
         let ts = match auth.get(&self.ts_field) {
             None | Some(Value::Int(0)) => return Err(MsgError::Auth("missing timestamp")),
             Some(v) => ts_bytes(Some(v)).ok_or(MsgError::Auth("bad timestamp"))?,
         };
-        let nonce = auth.get_bytes(&self.nonce_field).ok_or(MsgError::Auth("missing nonce"))?;
-        let mac = auth.get_bytes(&self.hmac_field).ok_or(MsgError::Auth("missing hmac"))?;
+        let nonce = auth
+            .get_bytes(&self.nonce_field)
+            .ok_or(MsgError::Auth("missing nonce"))?;
+        let mac = auth
+            .get_bytes(&self.hmac_field)
+            .ok_or(MsgError::Auth("missing hmac"))?;
         let mut input = Vec::with_capacity(4 + body.encoded_len());
         input.extend_from_slice(&ts);
         input.extend_from_slice(&body.encode()?);
@@ -146,7 +163,11 @@ impl AuthPlugin for HmacAuth {
     }
 
     fn error(&self) -> Message {
-        Message::new(MessageType::AUTH_ERROR, &b"ERROR"[..], &b"HMAC auth failed"[..])
+        Message::new(
+            MessageType::AUTH_ERROR,
+            &b"ERROR"[..],
+            &b"HMAC auth failed"[..],
+        )
     }
 }
 
@@ -187,7 +208,11 @@ impl Sha256StreamCipher {
     }
     /// Custom IV field and URI handling (`encrypt_uri = false` for inner layers).
     pub fn with_options(key: impl AsRef<[u8]>, iv_field: &str, encrypt_uri: bool) -> Self {
-        Self { key: Zeroizing::new(sha256(key.as_ref())), iv_field: iv_field.into(), encrypt_uri }
+        Self {
+            key: Zeroizing::new(sha256(key.as_ref())),
+            iv_field: iv_field.into(),
+            encrypt_uri,
+        }
     }
 }
 
@@ -212,7 +237,11 @@ impl CipherPlugin for Sha256StreamCipher {
     }
 
     fn decrypt(&self, mut m: Message, _cx: &mut PluginCx<'_>) -> Result<Message> {
-        let iv = m.auth.get_bytes(&self.iv_field).ok_or(MsgError::Decrypt("missing iv"))?.to_vec();
+        let iv = m
+            .auth
+            .get_bytes(&self.iv_field)
+            .ok_or(MsgError::Decrypt("missing iv"))?
+            .to_vec();
         if self.encrypt_uri {
             let mut p = join_uri(m.body.uri.clone(), m.body.content.clone());
             netaio_symcrypt(&self.key[..], &iv, &mut p);
@@ -245,7 +274,11 @@ impl X25519Cipher {
         sk[31] |= 64;
         let secret = crypto_box::SecretKey::from_bytes(*sk);
         let public = *secret.public_key().as_bytes();
-        Self { secret, public, encrypt_uri: false }
+        Self {
+            secret,
+            public,
+            encrypt_uri: false,
+        }
     }
     /// Also encrypt the URI (only for an outer layer with manually set peers).
     pub fn encrypt_uri(mut self, yes: bool) -> Self {
@@ -257,22 +290,33 @@ impl X25519Cipher {
         self.public
     }
     fn peer_box(&self, cx: &PluginCx<'_>) -> Result<crypto_box::SalsaBox> {
-        let peer = cx.peer.ok_or(MsgError::Plugin("X25519 cipher needs a known peer"))?;
+        let peer = cx
+            .peer
+            .ok_or(MsgError::Plugin("X25519 cipher needs a known peer"))?;
         let pk: [u8; 32] = peer
             .data_field("pubkey")
             .and_then(|v| v.try_into().ok())
             .ok_or(MsgError::Plugin("peer data has no 32-byte pubkey"))?;
-        Ok(crypto_box::SalsaBox::new(&crypto_box::PublicKey::from(pk), &self.secret))
+        Ok(crypto_box::SalsaBox::new(
+            &crypto_box::PublicKey::from(pk),
+            &self.secret,
+        ))
     }
 }
 
 impl CipherPlugin for X25519Cipher {
     fn encrypt(&self, mut m: Message, cx: &mut PluginCx<'_>) -> Result<Message> {
         let b = self.peer_box(cx)?;
-        let p = if self.encrypt_uri { uri_plaintext(&m.body)? } else { m.body.content.to_vec() };
+        let p = if self.encrypt_uri {
+            uri_plaintext(&m.body)?
+        } else {
+            m.body.content.to_vec()
+        };
         let mut nonce = [0u8; 24];
         cx.rng.fill_bytes(&mut nonce);
-        let ct = b.encrypt(&nonce.into(), p.as_slice()).map_err(|_| MsgError::Plugin("crypto_box encrypt failed"))?;
+        let ct = b
+            .encrypt(&nonce.into(), p.as_slice())
+            .map_err(|_| MsgError::Plugin("crypto_box encrypt failed"))?;
         let mut out = Vec::with_capacity(24 + ct.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
@@ -289,8 +333,15 @@ impl CipherPlugin for X25519Cipher {
 
     fn decrypt(&self, mut m: Message, cx: &mut PluginCx<'_>) -> Result<Message> {
         let b = self.peer_box(cx)?;
-        let c = if self.encrypt_uri { join_uri(m.body.uri.clone(), m.body.content.clone()) } else { m.body.content.to_vec() };
-        let nonce: [u8; 24] = c.get(..24).and_then(|n| n.try_into().ok()).ok_or(MsgError::Decrypt("short box"))?;
+        let c = if self.encrypt_uri {
+            join_uri(m.body.uri.clone(), m.body.content.clone())
+        } else {
+            m.body.content.to_vec()
+        };
+        let nonce: [u8; 24] = c
+            .get(..24)
+            .and_then(|n| n.try_into().ok())
+            .ok_or(MsgError::Decrypt("short box"))?;
         let p = b
             .decrypt(&nonce.into(), c.get(24..).unwrap_or_default())
             .map_err(|_| MsgError::Decrypt("crypto_box tag mismatch"))?;

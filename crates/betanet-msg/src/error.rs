@@ -23,7 +23,9 @@ pub enum MsgError {
         actual: u32,
     },
     /// A message is too large for the frame format or a configured limit.
-    #[error("message too large: {len} bytes exceeds the limit of {limit}; enable chunking or send less")]
+    #[error(
+        "message too large: {len} bytes exceeds the limit of {limit}; enable chunking or send less"
+    )]
     TooLarge {
         /// Offending length.
         len: usize,

@@ -51,7 +51,10 @@ impl MessageType {
     /// True for the error types (ERROR, AUTH_ERROR, NOT_FOUND, NOT_PERMITTED): nodes never
     /// answer these (netaio's rule that stops error ping-pong).
     pub fn is_error(self) -> bool {
-        matches!(self, Self::ERROR | Self::AUTH_ERROR | Self::NOT_FOUND | Self::NOT_PERMITTED)
+        matches!(
+            self,
+            Self::ERROR | Self::AUTH_ERROR | Self::NOT_FOUND | Self::NOT_PERMITTED
+        )
     }
 }
 
@@ -112,7 +115,13 @@ impl AuthFields {
         if self.fields.is_empty() {
             return EMPTY_AUTH.to_vec();
         }
-        Value::Dict(self.fields.iter().map(|(k, v)| (Value::Str(k.clone()), v.clone())).collect()).encode()
+        Value::Dict(
+            self.fields
+                .iter()
+                .map(|(k, v)| (Value::Str(k.clone()), v.clone()))
+                .collect(),
+        )
+        .encode()
     }
     /// Decode from packify bytes; the value must be a dict with `str` keys.
     pub fn decode(b: &[u8]) -> Result<Self> {
@@ -147,7 +156,10 @@ pub struct Body {
 impl Body {
     /// Build a body.
     pub fn new(uri: impl Into<Bytes>, content: impl Into<Bytes>) -> Self {
-        Self { uri: uri.into(), content: content.into() }
+        Self {
+            uri: uri.into(),
+            content: content.into(),
+        }
     }
     /// Encoded length (`2 + uri + content`).
     pub fn encoded_len(&self) -> usize {
@@ -155,7 +167,10 @@ impl Body {
     }
     /// Encode as `u16 uri_len ‖ uri ‖ content` (URIs longer than 65535 bytes are an error).
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let ul = u16::try_from(self.uri.len()).map_err(|_| MsgError::TooLarge { len: self.uri.len(), limit: MAX_BODY })?;
+        let ul = u16::try_from(self.uri.len()).map_err(|_| MsgError::TooLarge {
+            len: self.uri.len(),
+            limit: MAX_BODY,
+        })?;
         let mut out = Vec::with_capacity(self.encoded_len());
         out.extend_from_slice(&ul.to_be_bytes());
         out.extend_from_slice(&self.uri);
@@ -164,12 +179,17 @@ impl Body {
     }
     /// Decode a body (zero-copy from `b`).
     pub fn decode(b: Bytes) -> Result<Self> {
-        let l = b.get(..2).ok_or_else(|| malformed("body", "shorter than the uri length"))?;
+        let l = b
+            .get(..2)
+            .ok_or_else(|| malformed("body", "shorter than the uri length"))?;
         let ul = usize::from(u16::from_be_bytes([l[0], l[1]]));
         if b.len() < 2 + ul {
             return Err(malformed("body", "uri longer than body"));
         }
-        Ok(Self { uri: b.slice(2..2 + ul), content: b.slice(2 + ul..) })
+        Ok(Self {
+            uri: b.slice(2..2 + ul),
+            content: b.slice(2 + ul..),
+        })
     }
 }
 
@@ -187,7 +207,11 @@ pub struct Message {
 impl Message {
     /// A message with no auth fields.
     pub fn new(mtype: MessageType, uri: impl Into<Bytes>, content: impl Into<Bytes>) -> Self {
-        Self { mtype, auth: AuthFields::new(), body: Body::new(uri, content) }
+        Self {
+            mtype,
+            auth: AuthFields::new(),
+            body: Body::new(uri, content),
+        }
     }
 
     /// Encode one frame. Fails with [`MsgError::TooLarge`] if body or auth exceed 65535 bytes
@@ -200,14 +224,24 @@ impl Message {
 
     /// Encode one frame, appending to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<()> {
-        let auth = if self.auth.is_empty() { None } else { Some(self.auth.encode()) };
+        let auth = if self.auth.is_empty() {
+            None
+        } else {
+            Some(self.auth.encode())
+        };
         let auth_bytes: &[u8] = auth.as_deref().unwrap_or(&EMPTY_AUTH);
         let bl = self.body.encoded_len();
         if bl > MAX_BODY {
-            return Err(MsgError::TooLarge { len: bl, limit: MAX_BODY });
+            return Err(MsgError::TooLarge {
+                len: bl,
+                limit: MAX_BODY,
+            });
         }
         if auth_bytes.len() > MAX_BODY {
-            return Err(MsgError::TooLarge { len: auth_bytes.len(), limit: MAX_BODY });
+            return Err(MsgError::TooLarge {
+                len: auth_bytes.len(),
+                limit: MAX_BODY,
+            });
         }
         let ul = self.body.uri.len() as u16; // <= bl <= u16::MAX
         let mut h = crc32fast::Hasher::new();
@@ -252,7 +286,9 @@ pub fn frame_len(buf: &[u8]) -> Option<usize> {
 /// or body): the stream stays in sync and the caller may answer with ERROR and continue.
 /// Never panics on hostile input.
 pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Result<Message>>> {
-    let Some(total) = frame_len(buf) else { return Ok(None) };
+    let Some(total) = frame_len(buf) else {
+        return Ok(None);
+    };
     if buf.len() < total {
         buf.reserve(total - buf.len());
         return Ok(None);
@@ -269,7 +305,10 @@ pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Result<Message>>> {
     let body_b = frame;
     let actual = crc32fast::hash(&body_b);
     if actual != crc {
-        return Ok(Some(Err(MsgError::Checksum { expected: crc, actual })));
+        return Ok(Some(Err(MsgError::Checksum {
+            expected: crc,
+            actual,
+        })));
     }
     let auth = match AuthFields::decode(&auth_b) {
         Ok(a) => a,
@@ -279,7 +318,11 @@ pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Result<Message>>> {
         Ok(b) => b,
         Err(e) => return Ok(Some(Err(e))),
     };
-    Ok(Some(Ok(Message { mtype: MessageType(h[0]), auth, body })))
+    Ok(Some(Ok(Message {
+        mtype: MessageType(h[0]),
+        auth,
+        body,
+    })))
 }
 
 #[cfg(test)]
@@ -290,7 +333,10 @@ mod tests {
     fn golden_request() {
         let m = Message::new(MessageType::REQUEST_URI, &b"echo"[..], &b"hello"[..]);
         let e = m.encode().unwrap();
-        assert_eq!(hex::encode(&e), "000003000b9b359cb34d4000000465636 86f68656c6c6f".replace(' ', ""));
+        assert_eq!(
+            hex::encode(&e),
+            "000003000b9b359cb34d4000000465636 86f68656c6c6f".replace(' ', "")
+        );
         assert_eq!(Message::decode(&e).unwrap(), m);
     }
 
@@ -302,7 +348,10 @@ mod tests {
         e[last] ^= 1;
         let mut buf = BytesMut::from(&e[..]);
         buf.extend_from_slice(&m.encode().unwrap());
-        assert!(matches!(decode_frame(&mut buf), Ok(Some(Err(MsgError::Checksum { .. })))));
+        assert!(matches!(
+            decode_frame(&mut buf),
+            Ok(Some(Err(MsgError::Checksum { .. })))
+        ));
         assert_eq!(decode_frame(&mut buf).unwrap().unwrap().unwrap(), m);
         assert!(buf.is_empty());
     }

@@ -13,7 +13,7 @@ use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 
 use crate::chunk::{self, Reassembler};
 use crate::error::{MsgError, Result};
@@ -33,7 +33,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Handler lookup key (netaio's key order: `(type, uri, addr)`, `(type, uri)`, `type`).
@@ -173,7 +176,13 @@ impl NodeBuilder {
         self
     }
     /// Peer management: local peer, app id, UDP advertise interval and peer timeout.
-    pub fn peer(mut self, local: Peer, app_id: &[u8], advertise_every: Duration, peer_timeout: Duration) -> Self {
+    pub fn peer(
+        mut self,
+        local: Peer,
+        app_id: &[u8],
+        advertise_every: Duration,
+        peer_timeout: Duration,
+    ) -> Self {
         self.local_peer = Some(local);
         self.cfg.app_id = Bytes::copy_from_slice(app_id);
         self.cfg.advertise_every = advertise_every;
@@ -217,6 +226,7 @@ struct Core {
 struct UdpState {
     sock: Arc<UdpSocket>,
     by_addr: HashMap<SocketAddr, Conn>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A message-framework node (server, client and/or UDP node). Cheap to clone.
@@ -317,7 +327,13 @@ impl Node {
     }
     /// Register a handler with per-handler (inner) plugins.
     pub fn on_with<H: Handler<T>, T>(&self, key: impl Into<Key>, plugins: Plugins, h: H) {
-        lock(&self.core.handlers).insert(key.into(), Entry { handler: h.erase(), plugins });
+        lock(&self.core.handlers).insert(
+            key.into(),
+            Entry {
+                handler: h.erase(),
+                plugins,
+            },
+        );
     }
     /// Register a one-shot handler (removed after its first call).
     pub fn once<H: Handler<T>, T>(&self, key: impl Into<Key>, h: H) {
@@ -325,7 +341,13 @@ impl Node {
     }
     /// One-shot handler with per-handler plugins.
     pub fn once_with<H: Handler<T>, T>(&self, key: impl Into<Key>, plugins: Plugins, h: H) {
-        lock(&self.core.ephemeral).insert(key.into(), Entry { handler: h.erase(), plugins });
+        lock(&self.core.ephemeral).insert(
+            key.into(),
+            Entry {
+                handler: h.erase(),
+                plugins,
+            },
+        );
     }
     /// Remove a handler (regular and one-shot).
     pub fn remove_handler(&self, key: impl Into<Key>) {
@@ -336,7 +358,11 @@ impl Node {
 
     /// Listen for TCP connections (IPv4 or IPv6, `SO_REUSEADDR`); returns the bound address.
     pub async fn listen(&self, addr: SocketAddr) -> Result<SocketAddr> {
-        let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        let sock = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
         sock.set_reuseaddr(true)?;
         sock.bind(addr)?;
         let l = sock.listen(1024)?;
@@ -380,7 +406,12 @@ impl Node {
         self.attach_inner(io, remote, true)
     }
 
-    fn attach_inner<T: Transport>(&self, io: T, remote: Option<SocketAddr>, accepted: bool) -> Conn {
+    fn attach_inner<T: Transport>(
+        &self,
+        io: T,
+        remote: Option<SocketAddr>,
+        accepted: bool,
+    ) -> Conn {
         let (rd, wr) = tokio::io::split(io);
         let (tx, rx) = mpsc::channel::<Bytes>(self.core.cfg.queue);
         let id = self.core.next_id.fetch_add(1, Ordering::Relaxed);
@@ -397,13 +428,17 @@ impl Node {
         tokio::spawn(writer_task(wr, rx));
         let node = self.clone();
         let c = conn.clone();
-        tokio::spawn(async move {
-            let r = node.reader_task(rd, &c).await;
-            if let Err(e) = r {
-                debug!(conn = c.0.id, error = %e, "connection ended");
+        let span = tracing::debug_span!("msg_conn", id, remote = ?remote, accepted);
+        tokio::spawn(
+            async move {
+                let r = node.reader_task(rd, &c).await;
+                if let Err(e) = r {
+                    debug!(error = %e, "connection ended");
+                }
+                node.drop_conn(&c);
             }
-            node.drop_conn(&c);
-        });
+            .instrument(span),
+        );
         conn
     }
 
@@ -427,7 +462,11 @@ impl Node {
                     Ok(m) => self.incoming(m, c, &mut ra).await,
                     Err(e) => {
                         debug!(conn = c.0.id, error = %e, "bad frame");
-                        let err = Message::new(MessageType::ERROR, &b"ERROR"[..], &b"invalid message"[..]);
+                        let err = Message::new(
+                            MessageType::ERROR,
+                            &b"ERROR"[..],
+                            &b"invalid message"[..],
+                        );
                         self.send_plain(c, &err).await;
                     }
                 }
@@ -484,7 +523,11 @@ impl Node {
         let peer = self.peer_of(c);
         let sealed = {
             let mut rng = rand::thread_rng();
-            let mut cx = PluginCx { now_ms: now_ms(), rng: &mut rng, peer: peer.as_ref() };
+            let mut cx = PluginCx {
+                now_ms: now_ms(),
+                rng: &mut rng,
+                peer: peer.as_ref(),
+            };
             let m = inner.seal(m, &mut cx)?;
             self.core.cfg.plugins.seal(m, &mut cx)?
         };
@@ -502,7 +545,11 @@ impl Node {
         // 1. node auth, 2. node cipher
         let opened = {
             let mut rng = rand::thread_rng();
-            let mut cx = PluginCx { now_ms: now_ms(), rng: &mut rng, peer: peer.as_ref() };
+            let mut cx = PluginCx {
+                now_ms: now_ms(),
+                rng: &mut rng,
+                peer: peer.as_ref(),
+            };
             match node_p.check(&msg, &mut cx) {
                 Err(e) => Err(e),
                 Ok(()) => Ok(node_p.open(msg.clone(), &mut cx)),
@@ -515,7 +562,11 @@ impl Node {
                     self.deliver_unauthenticated_error(c, msg);
                     return;
                 }
-                let mut e = node_p.auth.as_ref().map(|a| a.error()).unwrap_or_else(auth_failed);
+                let mut e = node_p
+                    .auth
+                    .as_ref()
+                    .map(|a| a.error())
+                    .unwrap_or_else(auth_failed);
                 if let Some(rid) = msg.auth.get_bytes(RID_FIELD) {
                     e.auth.set_bytes(RID_FIELD, rid.to_vec());
                 }
@@ -556,13 +607,24 @@ impl Node {
                 if !c.0.accepted || mtype.is_error() {
                     return;
                 }
-                let uri: &'static [u8] = if matches!(c.0.out, Out::Udp(_)) { b"ERROR" } else { b"" };
-                (Some(Message::new(MessageType::NOT_FOUND, uri, &b"not found"[..])), Plugins::none())
+                let uri: &'static [u8] = if matches!(c.0.out, Out::Udp(_)) {
+                    b"ERROR"
+                } else {
+                    b""
+                };
+                (
+                    Some(Message::new(MessageType::NOT_FOUND, uri, &b"not found"[..])),
+                    Plugins::none(),
+                )
             }
             Some(e) => {
                 let checked = {
                     let mut rng = rand::thread_rng();
-                    let mut cx = PluginCx { now_ms: now_ms(), rng: &mut rng, peer: peer.as_ref() };
+                    let mut cx = PluginCx {
+                        now_ms: now_ms(),
+                        rng: &mut rng,
+                        peer: peer.as_ref(),
+                    };
                     match e.plugins.check(&msg, &mut cx) {
                         Err(err) => Err(err),
                         Ok(()) => Ok(e.plugins.open(msg, &mut cx)),
@@ -571,7 +633,12 @@ impl Node {
                 let msg = match checked {
                     Err(_) => {
                         if !mtype.is_error() {
-                            let mut er = e.plugins.auth.as_ref().map(|a| a.error()).unwrap_or_else(auth_failed);
+                            let mut er = e
+                                .plugins
+                                .auth
+                                .as_ref()
+                                .map(|a| a.error())
+                                .unwrap_or_else(auth_failed);
                             if let Some(r) = &rid {
                                 er.auth.set_bytes(RID_FIELD, r.clone());
                             }
@@ -585,15 +652,21 @@ impl Node {
                     }
                     Ok(Ok(m)) => m,
                 };
-                let req = Request { msg, from: c.0.remote, conn: c.clone(), node: self.clone(), peer };
+                let req = Request {
+                    msg,
+                    from: c.0.remote,
+                    conn: c.clone(),
+                    node: self.clone(),
+                    peer,
+                };
                 ((e.handler)(req).await, e.plugins)
             }
         };
         if let Some(mut r) = reply {
-            if let Some(rid) = rid {
-                if r.auth.get(RID_FIELD).is_none() {
-                    r.auth.set_bytes(RID_FIELD, rid);
-                }
+            if let Some(rid) = rid
+                && r.auth.get(RID_FIELD).is_none()
+            {
+                r.auth.set_bytes(RID_FIELD, rid);
             }
             if let Err(e) = self.send_with(c, r, &inner).await {
                 debug!(conn = c.0.id, error = %e, "reply failed");
@@ -606,7 +679,9 @@ impl Node {
             let mut q = lock(&c.0.pending);
             let idx = match rid_of(&m) {
                 Some(r) => q.iter().position(|p| p.rid == Some(r)),
-                None => q.iter().position(|p| p.uri == m.body.uri || m.body.uri.as_ref() == b"ERROR" || m.body.uri.is_empty()),
+                None => q.iter().position(|p| {
+                    p.uri == m.body.uri || m.body.uri.as_ref() == b"ERROR" || m.body.uri.is_empty()
+                }),
             };
             idx.and_then(|i| q.remove(i))
         };
@@ -626,9 +701,13 @@ impl Node {
                 Some(r) => q.iter().position(|p| p.rid == Some(r)),
                 None => q
                     .iter()
-                    .position(|p| p.uri == m.body.uri && (m.mtype == p.ok_type || m.mtype.is_error()))
+                    .position(|p| {
+                        p.uri == m.body.uri && (m.mtype == p.ok_type || m.mtype.is_error())
+                    })
                     .or_else(|| {
-                        (m.mtype.is_error() && (m.body.uri.as_ref() == b"ERROR" || m.body.uri.is_empty())).then_some(0)
+                        (m.mtype.is_error()
+                            && (m.body.uri.as_ref() == b"ERROR" || m.body.uri.is_empty()))
+                        .then_some(0)
                     }),
             };
             match idx.and_then(|i| q.remove(i)) {
@@ -640,11 +719,21 @@ impl Node {
             Err(remote_err(&m))
         } else {
             let mut rng = rand::thread_rng();
-            let mut cx = PluginCx { now_ms: now_ms(), rng: &mut rng, peer };
+            let mut cx = PluginCx {
+                now_ms: now_ms(),
+                rng: &mut rng,
+                peer,
+            };
             match p.inner.check(&m, &mut cx) {
                 Err(_) if m.mtype.is_error() => Err(remote_err(&m)),
                 Err(e) => Err(e),
-                Ok(()) => p.inner.open(m, &mut cx).and_then(|m| if m.mtype.is_error() { Err(remote_err(&m)) } else { Ok(m) }),
+                Ok(()) => p.inner.open(m, &mut cx).and_then(|m| {
+                    if m.mtype.is_error() {
+                        Err(remote_err(&m))
+                    } else {
+                        Ok(m)
+                    }
+                }),
             }
         };
         let _ = p.tx.send(res);
@@ -654,8 +743,16 @@ impl Node {
     /// Send a request and wait for its answer: RESPOND_URI for REQUEST_URI, OK for other
     /// types. Error replies (ERROR, AUTH_ERROR, NOT_FOUND, NOT_PERMITTED) come back as
     /// [`MsgError::Remote`], not as timeouts.
-    pub async fn request(&self, c: &Conn, mtype: MessageType, uri: &[u8], content: &[u8], timeout: Option<Duration>) -> Result<Message> {
-        self.request_with(c, mtype, uri, content, timeout, Plugins::none()).await
+    pub async fn request(
+        &self,
+        c: &Conn,
+        mtype: MessageType,
+        uri: &[u8],
+        content: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Message> {
+        self.request_with(c, mtype, uri, content, timeout, Plugins::none())
+            .await
     }
 
     /// [`Node::request`] with per-request inner plugins.
@@ -672,7 +769,11 @@ impl Node {
             return Err(MsgError::Closed);
         }
         let timeout = timeout.unwrap_or(self.core.cfg.timeout);
-        let mut m = Message::new(mtype, Bytes::copy_from_slice(uri), Bytes::copy_from_slice(content));
+        let mut m = Message::new(
+            mtype,
+            Bytes::copy_from_slice(uri),
+            Bytes::copy_from_slice(content),
+        );
         let rid = self.core.cfg.request_ids.then(|| {
             let mut r = [0u8; 8];
             rand::thread_rng().fill_bytes(&mut r);
@@ -681,9 +782,19 @@ impl Node {
         if let Some(r) = rid {
             m.auth.set_bytes(RID_FIELD, r.to_vec());
         }
-        let ok_type = if mtype == MessageType::REQUEST_URI { MessageType::RESPOND_URI } else { MessageType::OK };
+        let ok_type = if mtype == MessageType::REQUEST_URI {
+            MessageType::RESPOND_URI
+        } else {
+            MessageType::OK
+        };
         let (tx, rx) = oneshot::channel();
-        lock(&c.0.pending).push_back(Pending { rid, uri: m.body.uri.clone(), ok_type, inner: inner.clone(), tx });
+        lock(&c.0.pending).push_back(Pending {
+            rid,
+            uri: m.body.uri.clone(),
+            ok_type,
+            inner: inner.clone(),
+            tx,
+        });
         let sent = self.send_with(c, m, &inner).await;
         if let Err(e) = sent {
             self.forget(c, rid);
@@ -713,15 +824,18 @@ impl Node {
 
     /// CREATE_URI request.
     pub async fn create(&self, c: &Conn, uri: &[u8], content: &[u8]) -> Result<Message> {
-        self.request(c, MessageType::CREATE_URI, uri, content, None).await
+        self.request(c, MessageType::CREATE_URI, uri, content, None)
+            .await
     }
     /// UPDATE_URI request.
     pub async fn update(&self, c: &Conn, uri: &[u8], content: &[u8]) -> Result<Message> {
-        self.request(c, MessageType::UPDATE_URI, uri, content, None).await
+        self.request(c, MessageType::UPDATE_URI, uri, content, None)
+            .await
     }
     /// DELETE_URI request.
     pub async fn delete(&self, c: &Conn, uri: &[u8], content: &[u8]) -> Result<Message> {
-        self.request(c, MessageType::DELETE_URI, uri, content, None).await
+        self.request(c, MessageType::DELETE_URI, uri, content, None)
+            .await
     }
 
     /// Subscribe `c` to `key` (idempotent).
@@ -783,7 +897,11 @@ impl Node {
         }
         let sealed = {
             let mut rng = rand::thread_rng();
-            let mut cx = PluginCx { now_ms: now_ms(), rng: &mut rng, peer: None };
+            let mut cx = PluginCx {
+                now_ms: now_ms(),
+                rng: &mut rng,
+                peer: None,
+            };
             self.core.cfg.plugins.seal(m, &mut cx)?
         };
         for c in targets {
@@ -809,10 +927,10 @@ impl Node {
     }
     pub(crate) fn add_peer(&self, mut p: Peer, c: &Conn) {
         p.last_rx_ms = now_ms();
-        if let Some(a) = c.0.remote {
-            if !p.addrs.contains(&a) {
-                p.addrs.push(a);
-            }
+        if let Some(a) = c.0.remote
+            && !p.addrs.contains(&a)
+        {
+            p.addrs.push(a);
         }
         *lock(&c.0.peer_id) = Some(p.id.clone());
         lock(&self.core.peers).insert(p.id.clone(), p);
@@ -820,7 +938,11 @@ impl Node {
     pub(crate) fn remove_peer(&self, id: &[u8]) {
         let removed = lock(&self.core.peers).remove(id);
         if removed.is_some() {
-            let conns: Vec<Conn> = self.all_conns().into_iter().filter(|c| lock(&c.0.peer_id).as_deref() == Some(id)).collect();
+            let conns: Vec<Conn> = self
+                .all_conns()
+                .into_iter()
+                .filter(|c| lock(&c.0.peer_id).as_deref() == Some(id))
+                .collect();
             for c in conns {
                 *lock(&c.0.peer_id) = None;
                 self.remove_subscriber(&c);
@@ -863,10 +985,26 @@ impl Node {
         s.set_nonblocking(true)?;
         let sock = Arc::new(UdpSocket::from_std(s)?);
         let local = sock.local_addr()?;
-        *lock(&self.core.udp) = Some(UdpState { sock: sock.clone(), by_addr: HashMap::new() });
+        *lock(&self.core.udp) = Some(UdpState {
+            sock: sock.clone(),
+            by_addr: HashMap::new(),
+            task: None,
+        });
         let node = self.clone();
-        tokio::spawn(async move { node.udp_loop(sock).await });
+        let task = tokio::spawn(async move { node.udp_loop(sock).await });
+        if let Some(u) = lock(&self.core.udp).as_mut() {
+            u.task = Some(task);
+        }
         Ok(local)
+    }
+
+    /// Stop receiving on the UDP socket and close it (the node goes silent on UDP).
+    pub fn close_udp(&self) {
+        if let Some(u) = lock(&self.core.udp).take()
+            && let Some(t) = u.task
+        {
+            t.abort();
+        }
     }
 
     /// The virtual connection for a UDP remote address.
@@ -894,11 +1032,17 @@ impl Node {
     }
 
     fn udp_peer_conns(&self) -> Vec<Conn> {
-        let addrs: Vec<SocketAddr> = lock(&self.core.peers).values().filter_map(|p| p.addrs.first().copied()).collect();
+        let addrs: Vec<SocketAddr> = lock(&self.core.peers)
+            .values()
+            .filter_map(|p| p.addrs.first().copied())
+            .collect();
         if lock(&self.core.udp).is_none() {
             return Vec::new();
         }
-        addrs.into_iter().filter_map(|a| self.udp_conn(a).ok()).collect()
+        addrs
+            .into_iter()
+            .filter_map(|a| self.udp_conn(a).ok())
+            .collect()
     }
 
     async fn udp_loop(self, sock: Arc<UdpSocket>) {
@@ -919,7 +1063,9 @@ impl Node {
                         if ras.len() > 256 {
                             ras.clear();
                         }
-                        let ra = ras.entry(from).or_insert_with(|| Reassembler::new(self.core.cfg.max_message));
+                        let ra = ras
+                            .entry(from)
+                            .or_insert_with(|| Reassembler::new(self.core.cfg.max_message));
                         if let Ok(Some(full)) = ra.push(m) {
                             self.handle(full, &c).await;
                         }
@@ -928,7 +1074,8 @@ impl Node {
                     }
                 }
                 Err(_) => {
-                    let err = Message::new(MessageType::ERROR, &b"ERROR"[..], &b"invalid message"[..]);
+                    let err =
+                        Message::new(MessageType::ERROR, &b"ERROR"[..], &b"invalid message"[..]);
                     self.send_plain(&c, &err).await;
                 }
             }
@@ -941,7 +1088,10 @@ fn auth_failed() -> Message {
 }
 
 fn remote_err(m: &Message) -> MsgError {
-    MsgError::Remote { kind: m.mtype, content: String::from_utf8_lossy(&m.body.content).into_owned() }
+    MsgError::Remote {
+        kind: m.mtype,
+        content: String::from_utf8_lossy(&m.body.content).into_owned(),
+    }
 }
 
 async fn writer_task<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Bytes>) {

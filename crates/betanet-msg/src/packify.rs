@@ -142,8 +142,16 @@ impl Value {
                 out.push(T_FLOAT);
                 out.extend_from_slice(&f.to_be_bytes());
             }
-            Value::List(v) => packed_items(out, T_LIST, &v.iter().map(Value::encode).collect::<Vec<_>>()),
-            Value::Tuple(v) => packed_items(out, T_TUPLE, &v.iter().map(Value::encode).collect::<Vec<_>>()),
+            Value::List(v) => packed_items(
+                out,
+                T_LIST,
+                &v.iter().map(Value::encode).collect::<Vec<_>>(),
+            ),
+            Value::Tuple(v) => packed_items(
+                out,
+                T_TUPLE,
+                &v.iter().map(Value::encode).collect::<Vec<_>>(),
+            ),
             Value::Set(v) => {
                 let mut items: Vec<_> = v.iter().map(Value::encode).collect();
                 items.sort();
@@ -186,13 +194,22 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.p.checked_add(n).ok_or_else(|| malformed("packify", "length overflow"))?;
-        let s = self.d.get(self.p..end).ok_or_else(|| malformed("packify", "truncated"))?;
+        let end = self
+            .p
+            .checked_add(n)
+            .ok_or_else(|| malformed("packify", "length overflow"))?;
+        let s = self
+            .d
+            .get(self.p..end)
+            .ok_or_else(|| malformed("packify", "truncated"))?;
         self.p = end;
         Ok(s)
     }
     fn uint(&mut self, w: usize) -> Result<u64> {
-        Ok(self.take(w)?.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b)))
+        Ok(self
+            .take(w)?
+            .iter()
+            .fold(0u64, |a, b| (a << 8) | u64::from(*b)))
     }
     fn width(cat: u8) -> Result<usize> {
         match cat {
@@ -209,7 +226,10 @@ impl<'a> Reader<'a> {
         if depth > MAX_DEPTH {
             return Err(malformed("packify", "nesting too deep"));
         }
-        let tag = *self.take(1)?.first().ok_or_else(|| malformed("packify", "truncated"))?;
+        let tag = *self
+            .take(1)?
+            .first()
+            .ok_or_else(|| malformed("packify", "truncated"))?;
         let cat = tag & 0xc0;
         let ty = tag & 0x3f;
         match ty {
@@ -220,7 +240,10 @@ impl<'a> Reader<'a> {
                 _ => Err(malformed("packify", "bad bool")),
             },
             T_FLOAT if cat == 0 => {
-                let b: [u8; 8] = self.take(8)?.try_into().map_err(|_| malformed("packify", "truncated"))?;
+                let b: [u8; 8] = self
+                    .take(8)?
+                    .try_into()
+                    .map_err(|_| malformed("packify", "truncated"))?;
                 Ok(Value::Float(f64::from_be_bytes(b)))
             }
             T_INT | T_NEG => {
@@ -229,11 +252,14 @@ impl<'a> Reader<'a> {
                     if n > 16 {
                         return Err(malformed("packify", "integer too large"));
                     }
-                    self.take(n)?.iter().fold(0u128, |a, b| (a << 8) | u128::from(*b))
+                    self.take(n)?
+                        .iter()
+                        .fold(0u128, |a, b| (a << 8) | u128::from(*b))
                 } else {
                     u128::from(self.uint(Self::width(cat)?)?)
                 };
-                let v = i128::try_from(mag).map_err(|_| malformed("packify", "integer too large"))?;
+                let v =
+                    i128::try_from(mag).map_err(|_| malformed("packify", "integer too large"))?;
                 Ok(Value::Int(if ty == T_NEG { -v } else { v }))
             }
             T_BYTES | T_BYTEARRAY | T_STR | T_DECIMAL => {
@@ -243,14 +269,22 @@ impl<'a> Reader<'a> {
                     T_BYTES => Ok(Value::Bytes(b.to_vec())),
                     T_BYTEARRAY => Ok(Value::ByteArray(b.to_vec())),
                     _ => {
-                        let s = std::str::from_utf8(b).map_err(|_| malformed("packify", "invalid utf-8"))?;
-                        Ok(if ty == T_STR { Value::Str(s.to_owned()) } else { Value::Decimal(s.to_owned()) })
+                        let s = std::str::from_utf8(b)
+                            .map_err(|_| malformed("packify", "invalid utf-8"))?;
+                        Ok(if ty == T_STR {
+                            Value::Str(s.to_owned())
+                        } else {
+                            Value::Decimal(s.to_owned())
+                        })
                     }
                 }
             }
             T_LIST | T_SET | T_TUPLE | T_DICT => {
                 let w = Self::width(cat)?;
-                let icat = *self.take(1)?.first().ok_or_else(|| malformed("packify", "truncated"))?;
+                let icat = *self
+                    .take(1)?
+                    .first()
+                    .ok_or_else(|| malformed("packify", "truncated"))?;
                 let iw = Self::width(icat)?;
                 let count = self.usize_(w)?;
                 // Each item needs at least its length entry and one byte: bound before allocating.
@@ -284,7 +318,9 @@ impl<'a> Reader<'a> {
                                     let k = t.pop().unwrap_or(Value::None);
                                     kv.push((k, v));
                                 }
-                                _ => return Err(malformed("packify", "dict item is not a 2-tuple")),
+                                _ => {
+                                    return Err(malformed("packify", "dict item is not a 2-tuple"));
+                                }
                             }
                         }
                         Value::Dict(kv)
@@ -318,8 +354,14 @@ mod tests {
     fn golden_values() {
         let cases: Vec<(Value, &str)> = vec![
             (Value::Dict(vec![]), "4d4000"),
-            (Value::Dict(vec![(Value::Str("a".into()), Value::bytes(*b"x"))]), "4d40010b4c40020303430161410178"),
-            (Value::Tuple(vec![Value::bytes(*b"id"), Value::bytes(*b"data")]), "4c4002040641026964410464617461"),
+            (
+                Value::Dict(vec![(Value::Str("a".into()), Value::bytes(*b"x"))]),
+                "4d40010b4c40020303430161410178",
+            ),
+            (
+                Value::Tuple(vec![Value::bytes(*b"id"), Value::bytes(*b"data")]),
+                "4c4002040641026964410464617461",
+            ),
             (Value::Int(5), "4405"),
             (Value::Int(300), "84012c"),
             (Value::Int(1 << 40), "0406010000000000"),
@@ -327,7 +369,10 @@ mod tests {
             (Value::Bool(true), "0601"),
             (Value::None, "00"),
             (Value::Str("hé".into()), "430368c3a9"),
-            (Value::List(vec![Value::Int(1), Value::Int(2)]), "4a4002020244014402"),
+            (
+                Value::List(vec![Value::Int(1), Value::Int(2)]),
+                "4a4002020244014402",
+            ),
             (Value::Float(1.5), "073ff8000000000000"),
         ];
         for (v, hx) in cases {
@@ -349,7 +394,14 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in [&b""[..], b"\x41\x05ab", b"\x4d\x40\x01\x02\x44\x01", b"\x3f", b"\x0a", b"\x06\x02"] {
+        for bad in [
+            &b""[..],
+            b"\x41\x05ab",
+            b"\x4d\x40\x01\x02\x44\x01",
+            b"\x3f",
+            b"\x0a",
+            b"\x06\x02",
+        ] {
             assert!(Value::decode(bad).is_err(), "{bad:?}");
         }
     }

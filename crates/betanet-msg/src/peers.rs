@@ -7,24 +7,34 @@ use crate::plugin::Peer;
 
 pub(crate) fn install(node: &Node) {
     let app = node.config().app_id.clone();
-    node.on((MessageType::ADVERTISE_PEER, app.clone()), |r: Request| async move {
-        let me = r.node.local_peer()?.clone();
-        let p = Peer::unpack(&r.msg.body.content).ok()?;
-        if p.id == me.id {
-            return None; // our own multicast
-        }
-        r.node.add_peer(p, &r.conn);
-        Some(Message::new(MessageType::PEER_DISCOVERED, r.node.config().app_id.clone(), me.pack()))
-    });
-    node.on((MessageType::PEER_DISCOVERED, app.clone()), |r: Request| async move {
-        let me = r.node.local_peer()?.clone();
-        if let Ok(p) = Peer::unpack(&r.msg.body.content) {
-            if p.id != me.id {
+    node.on(
+        (MessageType::ADVERTISE_PEER, app.clone()),
+        |r: Request| async move {
+            let me = r.node.local_peer()?.clone();
+            let p = Peer::unpack(&r.msg.body.content).ok()?;
+            if p.id == me.id {
+                return None; // our own multicast
+            }
+            r.node.add_peer(p, &r.conn);
+            Some(Message::new(
+                MessageType::PEER_DISCOVERED,
+                r.node.config().app_id.clone(),
+                me.pack(),
+            ))
+        },
+    );
+    node.on(
+        (MessageType::PEER_DISCOVERED, app.clone()),
+        |r: Request| async move {
+            let me = r.node.local_peer()?.clone();
+            if let Ok(p) = Peer::unpack(&r.msg.body.content)
+                && p.id != me.id
+            {
                 r.node.add_peer(p, &r.conn);
             }
-        }
-        None::<Message>
-    });
+            None::<Message>
+        },
+    );
     node.on((MessageType::DISCONNECT, app), |r: Request| async move {
         if let Ok(p) = Peer::unpack(&r.msg.body.content) {
             r.node.remove_peer(&p.id);
@@ -59,7 +69,9 @@ impl Node {
         let c = self.udp_conn(addr)?;
         match advertisement(self, MessageType::ADVERTISE_PEER) {
             Some(m) => self.send(&c, m).await,
-            None => Err(crate::MsgError::Plugin("peer management is off (no local peer)")),
+            None => Err(crate::MsgError::Plugin(
+                "peer management is off (no local peer)",
+            )),
         }
     }
 }

@@ -27,9 +27,21 @@ pub struct PluginCx<'a> {
 /// An authentication/authorization layer (netaio's `AuthPluginProtocol`).
 pub trait AuthPlugin: Send + Sync + 'static {
     /// Add this layer's auth fields for `mtype`/`body` (the body as it stands at this layer).
-    fn make(&self, mtype: MessageType, auth: &mut crate::AuthFields, body: &Body, cx: &mut PluginCx<'_>) -> Result<()>;
+    fn make(
+        &self,
+        mtype: MessageType,
+        auth: &mut crate::AuthFields,
+        body: &Body,
+        cx: &mut PluginCx<'_>,
+    ) -> Result<()>;
     /// Verify this layer's auth fields. Stateful checks (replay caches) record on success.
-    fn check(&self, mtype: MessageType, auth: &crate::AuthFields, body: &Body, cx: &mut PluginCx<'_>) -> Result<()>;
+    fn check(
+        &self,
+        mtype: MessageType,
+        auth: &crate::AuthFields,
+        body: &Body,
+        cx: &mut PluginCx<'_>,
+    ) -> Result<()>;
     /// The reply sent (without plugins) when `check` fails.
     fn error(&self) -> Message {
         Message::new(MessageType::AUTH_ERROR, &b"ERROR"[..], &b"auth failed"[..])
@@ -54,14 +66,28 @@ pub trait CipherPlugin: Send + Sync + 'static {
 pub struct AuthStack(pub Vec<Arc<dyn AuthPlugin>>);
 
 impl AuthPlugin for AuthStack {
-    fn make(&self, t: MessageType, a: &mut crate::AuthFields, b: &Body, cx: &mut PluginCx<'_>) -> Result<()> {
+    fn make(
+        &self,
+        t: MessageType,
+        a: &mut crate::AuthFields,
+        b: &Body,
+        cx: &mut PluginCx<'_>,
+    ) -> Result<()> {
         self.0.iter().try_for_each(|p| p.make(t, a, b, cx))
     }
-    fn check(&self, t: MessageType, a: &crate::AuthFields, b: &Body, cx: &mut PluginCx<'_>) -> Result<()> {
+    fn check(
+        &self,
+        t: MessageType,
+        a: &crate::AuthFields,
+        b: &Body,
+        cx: &mut PluginCx<'_>,
+    ) -> Result<()> {
         self.0.iter().try_for_each(|p| p.check(t, a, b, cx))
     }
     fn error(&self) -> Message {
-        self.0.first().map(|p| p.error()).unwrap_or_else(|| Message::new(MessageType::AUTH_ERROR, &b"ERROR"[..], &b"auth failed"[..]))
+        self.0.first().map(|p| p.error()).unwrap_or_else(|| {
+            Message::new(MessageType::AUTH_ERROR, &b"ERROR"[..], &b"auth failed"[..])
+        })
     }
 }
 
@@ -139,21 +165,34 @@ pub struct Peer {
 impl Peer {
     /// A peer with id and data.
     pub fn new(id: impl Into<Bytes>, data: impl Into<Bytes>) -> Self {
-        Self { addrs: Vec::new(), id: id.into(), data: data.into(), last_rx_ms: 0 }
+        Self {
+            addrs: Vec::new(),
+            id: id.into(),
+            data: data.into(),
+            last_rx_ms: 0,
+        }
     }
     /// netaio's `DefaultPeerPlugin.pack`: packify tuple `(id, data)`.
     pub fn pack(&self) -> Vec<u8> {
-        Value::Tuple(vec![Value::Bytes(self.id.to_vec()), Value::Bytes(self.data.to_vec())]).encode()
+        Value::Tuple(vec![
+            Value::Bytes(self.id.to_vec()),
+            Value::Bytes(self.data.to_vec()),
+        ])
+        .encode()
     }
     /// Inverse of [`Peer::pack`] (addresses empty).
     pub fn unpack(b: &[u8]) -> Result<Self> {
         match Value::decode(b)? {
             Value::Tuple(t) => match t.as_slice() {
                 [id, data] => {
-                    let id = id.as_bytes().ok_or_else(|| crate::error::malformed("peer", "id is not bytes"))?;
+                    let id = id
+                        .as_bytes()
+                        .ok_or_else(|| crate::error::malformed("peer", "id is not bytes"))?;
                     let data = match data {
                         Value::None => &[][..],
-                        d => d.as_bytes().ok_or_else(|| crate::error::malformed("peer", "data is not bytes"))?,
+                        d => d
+                            .as_bytes()
+                            .ok_or_else(|| crate::error::malformed("peer", "data is not bytes"))?,
                     };
                     Ok(Self::new(id.to_vec(), data.to_vec()))
                 }
@@ -164,7 +203,13 @@ impl Peer {
     }
     /// Build netaio peer data `{"pubkey": .., "vkey": ..}` (packify dict of bytes).
     pub fn encode_data(fields: &[(&str, &[u8])]) -> Vec<u8> {
-        Value::Dict(fields.iter().map(|(k, v)| (Value::Str((*k).to_owned()), Value::Bytes(v.to_vec()))).collect()).encode()
+        Value::Dict(
+            fields
+                .iter()
+                .map(|(k, v)| (Value::Str((*k).to_owned()), Value::Bytes(v.to_vec())))
+                .collect(),
+        )
+        .encode()
     }
     /// Look up a bytes field in the packify-dict peer data.
     pub fn data_field(&self, key: &str) -> Option<Vec<u8>> {

@@ -26,7 +26,11 @@ pub fn reuse_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
 }
 
 /// A reusable UDP socket on `port` joined to `group` (IPv4) on `iface`, with loopback on.
-pub fn multicast_socket(group: Ipv4Addr, port: u16, iface: Ipv4Addr) -> Result<std::net::UdpSocket> {
+pub fn multicast_socket(
+    group: Ipv4Addr,
+    port: u16,
+    iface: Ipv4Addr,
+) -> Result<std::net::UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     #[cfg(unix)]
@@ -39,6 +43,13 @@ pub fn multicast_socket(group: Ipv4Addr, port: u16, iface: Ipv4Addr) -> Result<s
 }
 
 impl Node {
+    /// Send an application message to a multicast group (or any UDP address), sealed with the
+    /// node plugins (per-peer plugins cannot be used for multicast).
+    pub async fn multicast(&self, group: SocketAddr, m: crate::Message) -> Result<()> {
+        let c = self.udp_conn(group)?;
+        self.send(&c, m).await
+    }
+
     /// Multicast ADVERTISE_PEER to `group` now and then every `advertise_every`, expiring
     /// silent peers (`peer_timeout`, millisecond precision). Runs until the node is dropped
     /// by all handles except this task; abort the returned handle to stop.
@@ -50,7 +61,10 @@ impl Node {
             loop {
                 tick.tick().await;
                 node.expire_peers();
-                if let (Ok(c), Some(m)) = (node.udp_conn(group), crate::peers::advertisement(&node, MessageType::ADVERTISE_PEER)) {
+                if let (Ok(c), Some(m)) = (
+                    node.udp_conn(group),
+                    crate::peers::advertisement(&node, MessageType::ADVERTISE_PEER),
+                ) {
                     let _ = node.send(&c, m).await;
                 }
             }

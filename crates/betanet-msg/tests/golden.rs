@@ -1,7 +1,11 @@
 //! Golden bytes produced by real netaio 0.0.9 (`scripts/golden.py`, run in the netaio venv).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use betanet_msg::compat::{HmacAuth, Sha256StreamCipher, X25519Cipher};
-use betanet_msg::{AuthFields, AuthPlugin, CipherPlugin, Message, MessageType, Peer, PluginCx, Plugins};
+use betanet_msg::{
+    AuthFields, AuthPlugin, CipherPlugin, Message, MessageType, Peer, PluginCx, Plugins,
+};
 use rand_core::{CryptoRng, RngCore};
 
 const PLAIN_REQUEST: &str = "000003000b9b359cb34d400000046563686f68656c6c6f";
@@ -41,7 +45,11 @@ fn h(s: &str) -> Vec<u8> {
 }
 
 fn cx<'a>(rng: &'a mut FixedRng, peer: Option<&'a Peer>) -> PluginCx<'a> {
-    PluginCx { now_ms: 1_700_000_000_000, rng, peer }
+    PluginCx {
+        now_ms: 1_700_000_000_000,
+        rng,
+        peer,
+    }
 }
 
 fn echo() -> Message {
@@ -52,9 +60,22 @@ fn echo() -> Message {
 fn plain_frame_and_errors() {
     assert_eq!(echo().encode().unwrap(), h(PLAIN_REQUEST));
     assert_eq!(Message::decode(&h(PLAIN_REQUEST)).unwrap(), echo());
-    assert_eq!(HmacAuth::new("test").error().encode().unwrap(), h(AUTH_ERROR));
-    assert_eq!(Message::new(MessageType::NOT_FOUND, &b""[..], &b"not found"[..]).encode().unwrap(), h(NOT_FOUND));
-    assert_eq!(Message::new(MessageType::ERROR, &b"ERROR"[..], &b"invalid message"[..]).encode().unwrap(), h(INVALID));
+    assert_eq!(
+        HmacAuth::new("test").error().encode().unwrap(),
+        h(AUTH_ERROR)
+    );
+    assert_eq!(
+        Message::new(MessageType::NOT_FOUND, &b""[..], &b"not found"[..])
+            .encode()
+            .unwrap(),
+        h(NOT_FOUND)
+    );
+    assert_eq!(
+        Message::new(MessageType::ERROR, &b"ERROR"[..], &b"invalid message"[..])
+            .encode()
+            .unwrap(),
+        h(INVALID)
+    );
 }
 
 #[test]
@@ -62,34 +83,59 @@ fn hmac_make_and_check() {
     let a = HmacAuth::new("test");
     let mut m = echo();
     m.auth.set_bytes("nonce", (0u8..16).collect::<Vec<_>>());
-    m.auth.set_bytes("ts", 1_700_000_000u32.to_be_bytes().to_vec());
+    m.auth
+        .set_bytes("ts", 1_700_000_000u32.to_be_bytes().to_vec());
     let mut r = FixedRng(0);
-    a.make(m.mtype, &mut m.auth, &m.body, &mut cx(&mut r, None)).unwrap();
+    a.make(m.mtype, &mut m.auth, &m.body, &mut cx(&mut r, None))
+        .unwrap();
     assert_eq!(m.encode().unwrap(), h(HMAC_REQUEST));
     let d = Message::decode(&h(HMAC_REQUEST)).unwrap();
-    a.check(d.mtype, &d.auth, &d.body, &mut cx(&mut r, None)).unwrap();
+    a.check(d.mtype, &d.auth, &d.body, &mut cx(&mut r, None))
+        .unwrap();
     // wrong secret, tampered body, missing field
-    assert!(HmacAuth::new("tset").check(d.mtype, &d.auth, &d.body, &mut cx(&mut r, None)).is_err());
+    assert!(
+        HmacAuth::new("tset")
+            .check(d.mtype, &d.auth, &d.body, &mut cx(&mut r, None))
+            .is_err()
+    );
     let mut t = d.clone();
     t.body.content = bytes::Bytes::from_static(b"hellO");
-    assert!(a.check(t.mtype, &t.auth, &t.body, &mut cx(&mut r, None)).is_err());
+    assert!(
+        a.check(t.mtype, &t.auth, &t.body, &mut cx(&mut r, None))
+            .is_err()
+    );
     let mut t = d.clone();
     t.auth.remove("ts");
-    assert!(a.check(t.mtype, &t.auth, &t.body, &mut cx(&mut r, None)).is_err());
+    assert!(
+        a.check(t.mtype, &t.auth, &t.body, &mut cx(&mut r, None))
+            .is_err()
+    );
     // compat weakness reproduced: the MAC does not cover the type
     let mut t = d;
     t.mtype = MessageType::DELETE_URI;
-    assert!(a.check(t.mtype, &t.auth, &t.body, &mut cx(&mut r, None)).is_ok());
+    assert!(
+        a.check(t.mtype, &t.auth, &t.body, &mut cx(&mut r, None))
+            .is_ok()
+    );
 }
 
 #[test]
 fn stream_cipher_inner_exact() {
     let c = Sha256StreamCipher::with_options("test", "iv", false);
-    let m = Message::new(MessageType::REQUEST_URI, &b"echo"[..], &b"secret content that is longer than thirty-two bytes"[..]);
+    let m = Message::new(
+        MessageType::REQUEST_URI,
+        &b"echo"[..],
+        &b"secret content that is longer than thirty-two bytes"[..],
+    );
     let mut r = FixedRng(0xaa);
     let e = c.encrypt(m.clone(), &mut cx(&mut r, None)).unwrap();
     assert_eq!(e.encode().unwrap(), h(CIPHER_INNER));
-    let mut d = c.decrypt(Message::decode(&h(CIPHER_INNER)).unwrap(), &mut cx(&mut r, None)).unwrap();
+    let mut d = c
+        .decrypt(
+            Message::decode(&h(CIPHER_INNER)).unwrap(),
+            &mut cx(&mut r, None),
+        )
+        .unwrap();
     d.auth = AuthFields::new();
     assert_eq!(d, m);
 }
@@ -98,10 +144,17 @@ fn stream_cipher_inner_exact() {
 fn stream_cipher_outer_and_hmac_decrypt() {
     let c = Sha256StreamCipher::new("test");
     let mut r = FixedRng(0);
-    let d = c.decrypt(Message::decode(&h(CIPHER_OUTER)).unwrap(), &mut cx(&mut r, None)).unwrap();
+    let d = c
+        .decrypt(
+            Message::decode(&h(CIPHER_OUTER)).unwrap(),
+            &mut cx(&mut r, None),
+        )
+        .unwrap();
     assert_eq!(d.body, echo().body);
     // node receive order: auth check, then decrypt
-    let node = Plugins::none().with_auth(HmacAuth::new("test")).with_cipher(Sha256StreamCipher::new("test"));
+    let node = Plugins::none()
+        .with_auth(HmacAuth::new("test"))
+        .with_cipher(Sha256StreamCipher::new("test"));
     let w = Message::decode(&h(CIPHER_HMAC)).unwrap();
     node.check(&w, &mut cx(&mut r, None)).unwrap();
     let d = node.open(w, &mut cx(&mut r, None)).unwrap();
@@ -114,11 +167,19 @@ fn x25519_box_exact() {
     let b = X25519Cipher::from_seed(&[2; 32]);
     assert_eq!(a.public_key().to_vec(), h(X25519_PUB_A));
     assert_eq!(b.public_key().to_vec(), h(X25519_PUB_B));
-    let peer_b = Peer::new(vec![2u8; 16], Peer::encode_data(&[("pubkey", &b.public_key())]));
-    let peer_a = Peer::new(vec![1u8; 16], Peer::encode_data(&[("pubkey", &a.public_key())]));
+    let peer_b = Peer::new(
+        vec![2u8; 16],
+        Peer::encode_data(&[("pubkey", &b.public_key())]),
+    );
+    let peer_a = Peer::new(
+        vec![1u8; 16],
+        Peer::encode_data(&[("pubkey", &a.public_key())]),
+    );
     let mut r = FixedRng(7);
     let m = Message::new(MessageType::REQUEST_URI, &b"x"[..], &b"hello bob"[..]);
-    let e = a.encrypt(m.clone(), &mut cx(&mut r, Some(&peer_b))).unwrap();
+    let e = a
+        .encrypt(m.clone(), &mut cx(&mut r, Some(&peer_b)))
+        .unwrap();
     assert_eq!(e.body.content.to_vec(), h(X25519_BOX_A_TO_B));
     let d = b.decrypt(e, &mut cx(&mut r, Some(&peer_a))).unwrap();
     assert_eq!(d, m);
@@ -127,7 +188,10 @@ fn x25519_box_exact() {
 #[test]
 fn peer_pack_exact() {
     let a = X25519Cipher::from_seed(&[1; 32]);
-    let p = Peer::new(vec![1u8; 16], Peer::encode_data(&[("pubkey", &a.public_key())]));
+    let p = Peer::new(
+        vec![1u8; 16],
+        Peer::encode_data(&[("pubkey", &a.public_key())]),
+    );
     assert_eq!(p.pack(), h(PEER_PACKED));
     let u = Peer::unpack(&h(PEER_PACKED)).unwrap();
     assert_eq!(u.id, p.id);

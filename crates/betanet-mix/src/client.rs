@@ -1,0 +1,751 @@
+//! Client API mirroring the seed's `BetanetTransport` (`discover_nodes`, `build_circuit`,
+//! `send_packet`, `close_circuit`, `get_stats`), plus hidden services reached through
+//! introduction and rendezvous points.
+//!
+//! A "circuit" in a mixnet is a fixed route of mixnodes used for a stream of packets; every
+//! packet is still an independent layered packet, and every `send_packet` carries a fresh
+//! single-use reply block over the reversed route, so the exit's handler can answer. Replies
+//! arrive on the client's own TCP listener (`reply_listen`). Reply blocks need 2 KiB packets
+//! (a SURB is 543 bytes; a 1 KiB packet carries 528).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use ed25519_dalek::SigningKey;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_core::{OsRng, RngCore};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+use crate::app::{self, COOKIE_LEN, Side, kind};
+use crate::descriptor::{
+    IntroPoint, ServiceDescriptor, UncheckedMixDescriptor, UncheckedServiceDescriptor,
+    parse_service_url, service_url,
+};
+use crate::error::MixError;
+use crate::node::{CTRL_DESCRIBE, read_frame, write_frame};
+use crate::packet::{
+    self, MAX_HOPS, NodeAddr, PacketSize, RouteHop, SURB_ID_LEN, Surb, SurbSecret,
+};
+use crate::select::{self, Endpoints, HopSelector, MixNodeInfo, PrivacyMode};
+
+/// Bound on outstanding reply blocks per client.
+const MAX_PENDING: usize = 65_536;
+
+/// Client configuration.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Where replies arrive (127.0.0.1:0 picks a port).
+    pub reply_listen: SocketAddr,
+    /// Packet size (2 KiB needed for reply blocks).
+    pub packet_size: PacketSize,
+    /// Privacy mode: sets the minimum circuit length.
+    pub mode: PrivacyMode,
+    /// Default `send_packet` timeout.
+    pub default_timeout: Duration,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            reply_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            packet_size: PacketSize::K2,
+            mode: PrivacyMode::Strict,
+            default_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A circuit: a fixed route and its counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Circuit {
+    /// Caller's id.
+    pub id: String,
+    /// Hops in order.
+    pub hops: Vec<MixNodeInfo>,
+    /// Creation time.
+    pub created_at: SystemTime,
+    /// Packets sent.
+    pub packets_sent: u64,
+    /// Payload bytes sent.
+    pub bytes_sent: u64,
+}
+
+/// Client statistics (`get_stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Verified mixnodes known.
+    pub available_nodes: usize,
+    /// Open circuits.
+    pub active_circuits: usize,
+    /// Packets sent.
+    pub total_packets_sent: u64,
+    /// Payload bytes sent.
+    pub total_bytes_sent: u64,
+    /// Sends that failed (first hop unreachable).
+    pub failed_sends: u64,
+    /// Replies received and opened.
+    pub replies_received: u64,
+    /// Sends that timed out waiting for a reply.
+    pub reply_timeouts: u64,
+    /// Hop selections that used the `bn-fallback` beacon.
+    pub beacon_fallbacks: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    failed: AtomicU64,
+    replies: AtomicU64,
+    timeouts: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+type Pending = HashMap<[u8; SURB_ID_LEN], (SurbSecret, mpsc::Sender<Vec<u8>>)>;
+
+struct Inner {
+    cfg: ClientConfig,
+    reply_addr: NodeAddr,
+    client_id: [u8; 32],
+    k0c: zeroize::Zeroizing<[u8; 32]>,
+    nodes: Mutex<Vec<MixNodeInfo>>,
+    circuits: Mutex<HashMap<String, Circuit>>,
+    selector: Mutex<HopSelector>,
+    pending: Arc<Mutex<Pending>>,
+    conns: tokio::sync::Mutex<HashMap<SocketAddr, TcpStream>>,
+    rng: Mutex<StdRng>,
+    counters: Arc<Counters>,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// The mixnet client (cheap to clone).
+#[derive(Clone)]
+pub struct MixClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for MixClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MixClient")
+            .field("reply_addr", &self.inner.reply_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+async fn reply_listener(listener: TcpListener, pending: Arc<Mutex<Pending>>, c: Arc<Counters>) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            acc = listener.accept() => {
+                let Ok((mut s, _)) = acc else { continue };
+                let (pending, c) = (pending.clone(), c.clone());
+                conns.spawn(async move {
+                    while let Ok(Some(f)) = read_frame(&mut s).await {
+                        let Some(id) = f.get(..SURB_ID_LEN).and_then(|x| <[u8; 16]>::try_from(x).ok()) else {
+                            return;
+                        };
+                        let entry = lock(&pending).remove(&id);
+                        let Some((secret, tx)) = entry else { continue };
+                        match secret.open(f.get(SURB_ID_LEN..).unwrap_or_default().to_vec()) {
+                            Ok(msg) => {
+                                c.replies.fetch_add(1, Ordering::Relaxed);
+                                let _ = tx.try_send(msg);
+                            }
+                            Err(e) => tracing::debug!(error = %e, "reply rejected"),
+                        }
+                    }
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+impl MixClient {
+    /// Binds the reply listener and starts the client.
+    pub async fn start(cfg: ClientConfig) -> Result<MixClient, MixError> {
+        let listener = TcpListener::bind(cfg.reply_listen)
+            .await
+            .map_err(|e| MixError::io(format!("reply listen {}", cfg.reply_listen), e))?;
+        let reply_addr = NodeAddr(
+            listener
+                .local_addr()
+                .map_err(|e| MixError::io("reply listener", e))?,
+        );
+        let mut rng = StdRng::from_rng(OsRng).map_err(|_| MixError::Crypto)?;
+        let mut client_id = [0u8; 32];
+        rng.fill_bytes(&mut client_id);
+        let mut k0c = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(k0c.as_mut());
+        let pending = Arc::new(Mutex::new(HashMap::new()));
+        let counters = Arc::new(Counters::default());
+        let accept = tokio::spawn(reply_listener(listener, pending.clone(), counters.clone()));
+        Ok(MixClient {
+            inner: Arc::new(Inner {
+                cfg,
+                reply_addr,
+                client_id,
+                k0c,
+                nodes: Mutex::new(Vec::new()),
+                circuits: Mutex::new(HashMap::new()),
+                selector: Mutex::new(HopSelector::new()),
+                pending,
+                conns: tokio::sync::Mutex::new(HashMap::new()),
+                rng: Mutex::new(rng),
+                counters,
+                accept,
+            }),
+        })
+    }
+
+    /// Where replies arrive.
+    pub fn reply_addr(&self) -> NodeAddr {
+        self.inner.reply_addr
+    }
+
+    /// Asks each seed for its signed descriptor, verifies it and adds it to the directory.
+    /// Unreachable seeds and bad descriptors are skipped. Returns the known nodes.
+    pub async fn discover_nodes(&self, seeds: &[SocketAddr]) -> Vec<MixNodeInfo> {
+        for &seed in seeds {
+            match self.describe(seed).await {
+                Ok(info) => {
+                    let mut nodes = lock(&self.inner.nodes);
+                    nodes.retain(|n| n.id != info.id);
+                    nodes.push(info);
+                }
+                Err(e) => tracing::warn!(%seed, error = %e, "mixnode discovery failed"),
+            }
+        }
+        lock(&self.inner.nodes).clone()
+    }
+
+    async fn describe(&self, seed: SocketAddr) -> Result<MixNodeInfo, MixError> {
+        let io = |e| MixError::io(format!("describe {seed}"), e);
+        let mut s = timeout(self.inner.cfg.connect_timeout, TcpStream::connect(seed))
+            .await
+            .map_err(|_| io(std::io::ErrorKind::TimedOut.into()))?
+            .map_err(io)?;
+        write_frame(&mut s, &[CTRL_DESCRIBE]).await.map_err(io)?;
+        let f = timeout(self.inner.cfg.connect_timeout, read_frame(&mut s))
+            .await
+            .map_err(|_| io(std::io::ErrorKind::TimedOut.into()))?
+            .map_err(io)?
+            .ok_or_else(|| io(std::io::ErrorKind::UnexpectedEof.into()))?;
+        UncheckedMixDescriptor::decode(&f)?.verify()
+    }
+
+    /// Adds directory entries learnt elsewhere (e.g. a verified consensus).
+    pub fn add_nodes(&self, infos: &[MixNodeInfo]) {
+        let mut nodes = lock(&self.inner.nodes);
+        for i in infos {
+            nodes.retain(|n| n.id != i.id);
+            nodes.push(*i);
+        }
+    }
+
+    /// Builds circuit `id` with `hops` hops (raised to the privacy mode's minimum, at most 5).
+    /// `preferred` nodes (by address) come first, the rest is drawn by the SPEC §7 lottery
+    /// (beacon fallback, logged; no exact hop-set reuse until 8 sets were tried).
+    pub fn build_circuit(
+        &self,
+        id: &str,
+        hops: usize,
+        preferred: &[SocketAddr],
+    ) -> Result<Circuit, MixError> {
+        let min = self.inner.cfg.mode.min_hops(0.0, false).max(1);
+        let n = hops.max(min);
+        if n > MAX_HOPS {
+            return Err(MixError::PathLength(n));
+        }
+        let nodes = lock(&self.inner.nodes).clone();
+        let mut route: Vec<MixNodeInfo> = Vec::new();
+        for p in preferred.iter().take(n) {
+            let node = nodes
+                .iter()
+                .find(|x| x.addr.0 == *p)
+                .ok_or(MixError::NotEnoughNodes { need: n, have: 0 })?;
+            route.push(*node);
+        }
+        let rest = n - route.len();
+        if rest > 0 {
+            let candidates: Vec<MixNodeInfo> = nodes
+                .iter()
+                .filter(|x| !route.iter().any(|r| r.id == x.id))
+                .copied()
+                .collect();
+            let epoch = unix_now() / 3600;
+            let (beacon, fallback) = select::beacon_set(None, &self.inner.k0c, epoch);
+            if fallback {
+                self.inner
+                    .counters
+                    .fallbacks
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let dst: [u8; 32] = {
+                use sha2::Digest;
+                sha2::Sha256::digest(id.as_bytes()).into()
+            };
+            let mut nonce = [0u8; 16];
+            lock(&self.inner.rng).fill_bytes(&mut nonce);
+            let seed = select::path_seed(&beacon, &self.inner.client_id, &dst, &nonce);
+            let ends = Endpoints {
+                src: self.inner.client_id,
+                dst,
+                src_as: None,
+                dst_as: None,
+            };
+            let drawn =
+                lock(&self.inner.selector).select(&seed, epoch, &candidates, rest, &ends)?;
+            route.extend(drawn);
+        }
+        let c = Circuit {
+            id: id.to_string(),
+            hops: route,
+            created_at: SystemTime::now(),
+            packets_sent: 0,
+            bytes_sent: 0,
+        };
+        lock(&self.inner.circuits).insert(id.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Closes a circuit; `false` if it did not exist.
+    pub fn close_circuit(&self, id: &str) -> bool {
+        lock(&self.inner.circuits).remove(id).is_some()
+    }
+
+    /// Statistics.
+    pub fn get_stats(&self) -> ClientStats {
+        let c = &self.inner.counters;
+        ClientStats {
+            available_nodes: lock(&self.inner.nodes).len(),
+            active_circuits: lock(&self.inner.circuits).len(),
+            total_packets_sent: c.packets.load(Ordering::Relaxed),
+            total_bytes_sent: c.bytes.load(Ordering::Relaxed),
+            failed_sends: c.failed.load(Ordering::Relaxed),
+            replies_received: c.replies.load(Ordering::Relaxed),
+            reply_timeouts: c.timeouts.load(Ordering::Relaxed),
+            beacon_fallbacks: c.fallbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Creates a reply block over `route` whose reply is delivered to `inbox`.
+    fn make_surb(
+        &self,
+        route: &[RouteHop],
+        inbox: mpsc::Sender<Vec<u8>>,
+    ) -> Result<Surb, MixError> {
+        let (surb, secret) = {
+            let mut rng = lock(&self.inner.rng);
+            Surb::new(
+                &mut *rng,
+                self.inner.cfg.packet_size,
+                route,
+                self.inner.reply_addr,
+            )?
+        };
+        let mut p = lock(&self.inner.pending);
+        if p.len() >= MAX_PENDING {
+            return Err(MixError::UnknownSurb);
+        }
+        p.insert(secret.id, (secret, inbox));
+        Ok(surb)
+    }
+
+    /// Drops reply-block secrets whose waiter has gone (timed out or failed to send).
+    fn forget_abandoned(&self) {
+        lock(&self.inner.pending).retain(|_, (_, tx)| !tx.is_closed());
+    }
+
+    /// Builds and sends one packet carrying `message` over `route` to the exit.
+    async fn send_message(&self, route: &[MixNodeInfo], message: &[u8]) -> Result<(), MixError> {
+        let hops: Vec<RouteHop> = route.iter().map(MixNodeInfo::route_hop).collect();
+        let (first, pkt) = {
+            let mut rng = lock(&self.inner.rng);
+            packet::build_packet(
+                &mut *rng,
+                self.inner.cfg.packet_size,
+                &hops,
+                [0u8; 32],
+                message,
+            )?
+        };
+        let c = &self.inner.counters;
+        match self.send_raw(first.0, &pkt).await {
+            Ok(()) => {
+                c.packets.fetch_add(1, Ordering::Relaxed);
+                c.bytes.fetch_add(message.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                c.failed.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    async fn send_raw(&self, to: SocketAddr, frame: &[u8]) -> Result<(), MixError> {
+        let mut buf = Vec::with_capacity(frame.len() + 4);
+        buf.extend_from_slice(&u32::try_from(frame.len()).unwrap_or(0).to_be_bytes());
+        buf.extend_from_slice(frame);
+        let mut conns = self.inner.conns.lock().await;
+        for _ in 0..2 {
+            let s = match conns.entry(to) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let s = timeout(self.inner.cfg.connect_timeout, TcpStream::connect(to))
+                        .await
+                        .map_err(|_| {
+                            MixError::io(
+                                format!("connect {to}"),
+                                std::io::ErrorKind::TimedOut.into(),
+                            )
+                        })?
+                        .map_err(|e| MixError::io(format!("connect {to}"), e))?;
+                    let _ = s.set_nodelay(true);
+                    v.insert(s)
+                }
+            };
+            if s.write_all(&buf).await.is_ok() {
+                return Ok(());
+            }
+            conns.remove(&to);
+        }
+        Err(MixError::io(
+            format!("send {to}"),
+            std::io::ErrorKind::BrokenPipe.into(),
+        ))
+    }
+
+    /// Sends `payload` over circuit `id` with a fresh reply block; waits up to `wait` (default
+    /// from the config) for the exit handler's response. Returns `(sent, response)`.
+    pub async fn send_packet(
+        &self,
+        id: &str,
+        payload: &[u8],
+        wait: Option<Duration>,
+    ) -> Result<(bool, Option<Vec<u8>>), MixError> {
+        let circuit = lock(&self.inner.circuits)
+            .get(id)
+            .cloned()
+            .ok_or(MixError::UnknownSurb)?;
+        let back: Vec<RouteHop> = circuit
+            .hops
+            .iter()
+            .rev()
+            .map(MixNodeInfo::route_hop)
+            .collect();
+        let (tx, mut rx) = mpsc::channel(1);
+        let surb = self.make_surb(&back, tx)?;
+        let msg = app::request(Some(&surb), payload);
+        if self.send_message(&circuit.hops, &msg).await.is_err() {
+            drop(rx);
+            self.forget_abandoned();
+            return Ok((false, None));
+        }
+        if let Some(c) = lock(&self.inner.circuits).get_mut(id) {
+            c.packets_sent += 1;
+            c.bytes_sent += payload.len() as u64;
+        }
+        let wait = wait.unwrap_or(self.inner.cfg.default_timeout);
+        match timeout(wait, rx.recv()).await {
+            Ok(Some(m)) if m.first() == Some(&kind::RESPONSE) => {
+                Ok((true, Some(m.get(1..).unwrap_or_default().to_vec())))
+            }
+            Ok(_) => Ok((true, None)),
+            Err(_) => {
+                self.inner.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                drop(rx);
+                self.forget_abandoned();
+                Ok((true, None))
+            }
+        }
+    }
+
+    /// A random route of `n` hops ending at `last` (lottery with a fresh nonce).
+    fn route_to(&self, last: &MixNodeInfo, n: usize) -> Result<Vec<MixNodeInfo>, MixError> {
+        let nodes: Vec<MixNodeInfo> = lock(&self.inner.nodes)
+            .iter()
+            .filter(|x| x.id != last.id)
+            .copied()
+            .collect();
+        let mut nonce = [0u8; 32];
+        lock(&self.inner.rng).fill_bytes(&mut nonce);
+        let ends = Endpoints {
+            src: self.inner.client_id,
+            dst: last.id,
+            src_as: None,
+            dst_as: None,
+        };
+        let idx = select::lottery(&nonce, &nodes, n.saturating_sub(1), &ends)?;
+        let mut r: Vec<MixNodeInfo> = idx.iter().filter_map(|&i| nodes.get(i).copied()).collect();
+        r.push(*last);
+        Ok(r)
+    }
+
+    /// A random reply route of `n` hops (its last hop hands the reply to this client).
+    fn reply_route(&self, n: usize) -> Result<Vec<RouteHop>, MixError> {
+        let nodes = lock(&self.inner.nodes).clone();
+        let mut nonce = [0u8; 32];
+        lock(&self.inner.rng).fill_bytes(&mut nonce);
+        let ends = Endpoints {
+            src: self.inner.client_id,
+            dst: self.inner.client_id,
+            src_as: None,
+            dst_as: None,
+        };
+        let idx = select::lottery(&nonce, &nodes, n, &ends)?;
+        Ok(idx
+            .iter()
+            .filter_map(|&i| nodes.get(i).map(MixNodeInfo::route_hop))
+            .collect())
+    }
+
+    /// Connects to the hidden service `url` (`betanet://<id>`) described by `descriptor`
+    /// (verified here against the id and `now`): picks a rendezvous point, registers a reply
+    /// block there, asks an introduction point to introduce it, and waits for the service to
+    /// join the rendezvous.
+    pub async fn connect_service(
+        &self,
+        url: &str,
+        descriptor: &[u8],
+        now: u64,
+        wait: Duration,
+    ) -> Result<HsSession, MixError> {
+        let sid = parse_service_url(url)?;
+        let desc = UncheckedServiceDescriptor::decode(descriptor)?.verify(&sid, now)?;
+        let ip = desc
+            .intro_points
+            .first()
+            .copied()
+            .ok_or(MixError::BadDescriptor("no introduction points"))?;
+        let intro = MixNodeInfo {
+            id: ip.node_id,
+            addr: ip.addr,
+            key: ip.key,
+            key_epoch: ip.key_epoch,
+            as_group: None,
+            weight: 1,
+        };
+        let rv = {
+            let nodes = lock(&self.inner.nodes).clone();
+            let cands: Vec<MixNodeInfo> = nodes.into_iter().filter(|n| n.id != intro.id).collect();
+            let mut nonce = [0u8; 32];
+            lock(&self.inner.rng).fill_bytes(&mut nonce);
+            let ends = Endpoints {
+                src: self.inner.client_id,
+                dst: sid,
+                src_as: None,
+                dst_as: None,
+            };
+            let i = select::lottery(&nonce, &cands, 1, &ends)?;
+            i.first()
+                .and_then(|&i| cands.get(i).copied())
+                .ok_or(MixError::NotEnoughNodes { need: 1, have: 0 })?
+        };
+        let mut cookie = [0u8; COOKIE_LEN];
+        lock(&self.inner.rng).fill_bytes(&mut cookie);
+        let (tx, rx) = mpsc::channel(16);
+        let surb = self.make_surb(&self.reply_route(2)?, tx.clone())?;
+        self.send_message(&self.route_to(&rv, 3)?, &app::establish_rv(&cookie, &surb))
+            .await?;
+        self.send_message(
+            &self.route_to(&intro, 3)?,
+            &app::introduce(&sid, &rv, &cookie),
+        )
+        .await?;
+        let mut s = HsSession {
+            client: self.clone(),
+            rv,
+            cookie,
+            tx,
+            rx,
+        };
+        // The service's first RV message (empty) confirms the join.
+        s.recv(wait).await?;
+        Ok(s)
+    }
+}
+
+/// A client's connection to a hidden service through a rendezvous point.
+#[derive(Debug)]
+pub struct HsSession {
+    client: MixClient,
+    rv: MixNodeInfo,
+    cookie: [u8; COOKIE_LEN],
+    tx: mpsc::Sender<Vec<u8>>,
+    rx: mpsc::Receiver<Vec<u8>>,
+}
+
+impl HsSession {
+    async fn recv(&mut self, wait: Duration) -> Result<Vec<u8>, MixError> {
+        loop {
+            let m = timeout(wait, self.rx.recv())
+                .await
+                .map_err(|_| MixError::io("hidden service", std::io::ErrorKind::TimedOut.into()))?
+                .ok_or(MixError::UnknownSurb)?;
+            if m.first() == Some(&kind::RV_FORWARD)
+                && m.get(1..1 + COOKIE_LEN) == Some(&self.cookie[..])
+            {
+                return Ok(m.get(1 + COOKIE_LEN..).unwrap_or_default().to_vec());
+            }
+        }
+    }
+
+    /// Sends `data` to the service and waits for its answer.
+    pub async fn request(&mut self, data: &[u8], wait: Duration) -> Result<Vec<u8>, MixError> {
+        let surb = self
+            .client
+            .make_surb(&self.client.reply_route(2)?, self.tx.clone())?;
+        let msg = app::rv_data(&self.cookie, Side::Client, &surb, data);
+        self.client
+            .send_message(&self.client.route_to(&self.rv, 3)?, &msg)
+            .await?;
+        self.recv(wait).await
+    }
+}
+
+/// A hidden service: an Ed25519 key, introduction points holding its reply blocks, and
+/// rendezvous joins with clients. Its location is never revealed: every message to it travels
+/// through one of its own reply blocks.
+pub struct HiddenService {
+    client: MixClient,
+    key: SigningKey,
+    tx: mpsc::Sender<Vec<u8>>,
+    rx: mpsc::Receiver<Vec<u8>>,
+    rendezvous: HashMap<[u8; COOKIE_LEN], MixNodeInfo>,
+}
+
+impl std::fmt::Debug for HiddenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HiddenService")
+            .field("url", &self.url())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HiddenService {
+    /// A service using `client` (its directory and reply listener) and `key`.
+    pub fn new(client: MixClient, key: SigningKey) -> Self {
+        let (tx, rx) = mpsc::channel(256);
+        HiddenService {
+            client,
+            key,
+            tx,
+            rx,
+            rendezvous: HashMap::new(),
+        }
+    }
+
+    /// `betanet://<hex SHA-256(pub)>`.
+    pub fn url(&self) -> String {
+        service_url(&self.key.verifying_key().to_bytes())
+    }
+
+    /// Leaves `surbs` reply blocks at introduction point `intro` (each in its own packet).
+    pub async fn register_intro(&self, intro: &MixNodeInfo, surbs: usize) -> Result<(), MixError> {
+        for _ in 0..surbs {
+            let surb = self
+                .client
+                .make_surb(&self.client.reply_route(2)?, self.tx.clone())?;
+            let msg = app::establish_intro(&self.key, &intro.id, unix_now(), &surb);
+            self.client
+                .send_message(&self.client.route_to(intro, 3)?, &msg)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The signed descriptor listing `intros`, valid for `[from, until]` (unix seconds).
+    pub fn descriptor(&self, intros: &[MixNodeInfo], from: u64, until: u64) -> Vec<u8> {
+        let ips = intros
+            .iter()
+            .map(|n| IntroPoint {
+                node_id: n.id,
+                addr: n.addr,
+                key_epoch: n.key_epoch,
+                key: n.key,
+            })
+            .collect();
+        ServiceDescriptor::sign(&self.key, from, until, ips)
+    }
+
+    /// Handles the next message (introduction or client data), answering data with
+    /// `handler`. Returns `false` on timeout.
+    pub async fn serve_one(
+        &mut self,
+        handler: &(dyn Fn(&[u8]) -> Vec<u8> + Send + Sync),
+        wait: Duration,
+    ) -> Result<bool, MixError> {
+        let Ok(Some(m)) = timeout(wait, self.rx.recv()).await else {
+            return Ok(false);
+        };
+        match m.first().copied() {
+            Some(kind::INTRO_FORWARD) => {
+                let rv = app::decode_node(m.get(1..).unwrap_or_default())?;
+                let cookie: [u8; COOKIE_LEN] = m
+                    .get(1 + app::NODE_REF_LEN..1 + app::NODE_REF_LEN + COOKIE_LEN)
+                    .and_then(|c| c.try_into().ok())
+                    .ok_or(MixError::BadLength(m.len()))?;
+                if self.rendezvous.len() < 4096 {
+                    self.rendezvous.insert(cookie, rv);
+                }
+                self.send_rv(&cookie, &rv, b"").await?;
+            }
+            Some(kind::RV_FORWARD) => {
+                let cookie: [u8; COOKIE_LEN] = m
+                    .get(1..1 + COOKIE_LEN)
+                    .and_then(|c| c.try_into().ok())
+                    .ok_or(MixError::BadLength(m.len()))?;
+                let rv = *self.rendezvous.get(&cookie).ok_or(MixError::UnknownSurb)?;
+                let resp = handler(m.get(1 + COOKIE_LEN..).unwrap_or_default());
+                self.send_rv(&cookie, &rv, &resp).await?;
+            }
+            _ => return Err(MixError::UnknownCommand(m.first().copied().unwrap_or(0))),
+        }
+        Ok(true)
+    }
+
+    async fn send_rv(
+        &self,
+        cookie: &[u8; 16],
+        rv: &MixNodeInfo,
+        data: &[u8],
+    ) -> Result<(), MixError> {
+        let surb = self
+            .client
+            .make_surb(&self.client.reply_route(2)?, self.tx.clone())?;
+        let msg = app::rv_data(cookie, Side::Service, &surb, data);
+        self.client
+            .send_message(&self.client.route_to(rv, 3)?, &msg)
+            .await
+    }
+}
