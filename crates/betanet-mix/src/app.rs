@@ -7,11 +7,11 @@
 //! ```text
 //! 0x01 REQUEST        | has_surb(1) | [SURB] | data              client -> exit handler
 //! 0x02 ESTABLISH_INTRO| service_pub(32) | ts(8) | sig(64) | SURB  service -> intro point
-//! 0x03 INTRODUCE      | service_id(32) | rendezvous(100) | cookie(16)   client -> intro point
+//! 0x03 INTRODUCE      | service_id(32) | sealed intro (≤ 512)    client -> intro point
 //! 0x04 ESTABLISH_RV   | cookie(16) | SURB                        client -> rendezvous point
 //! 0x05 RV_DATA        | cookie(16) | side(1) | SURB | data       either side -> rendezvous point
 //! 0x11 RESPONSE       | data                                     exit -> client (via SURB)
-//! 0x13 INTRO_FORWARD  | rendezvous(100) | cookie(16)             intro point -> service (via SURB)
+//! 0x13 INTRO_FORWARD  | sealed intro                            intro point -> service (via SURB)
 //! 0x15 RV_FORWARD     | cookie(16) | data                        rendezvous point -> peer (via SURB)
 //! ```
 //!
@@ -19,7 +19,10 @@
 //! holder of the service key can register SURBs for its id at an introduction point, and a
 //! registration cannot be replayed at another node. A rendezvous point joins a client and a
 //! service by a random 16-byte cookie and relays through each side's reply blocks, so neither
-//! side (nor the rendezvous point) learns the other's address.
+//! side (nor the rendezvous point) learns the other's address. The sealed intro is
+//! `client_eph_x25519(32) | seal(k_intro, 0, rendezvous(100) | cookie(16))` and rendezvous
+//! data is sealed end to end with keys from `X25519(client_eph, service_x25519)`
+//! ([`crate::crypto::HsKeys`]), so introduction and rendezvous points relay ciphertext only.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -117,12 +120,14 @@ pub fn establish_intro(key: &SigningKey, intro_id: &[u8; 32], ts: u64, surb: &Su
     m
 }
 
-/// `INTRODUCE`.
-pub fn introduce(service_id: &[u8; 32], rendezvous: &MixNodeInfo, cookie: &[u8; 16]) -> Vec<u8> {
+/// Largest sealed introduction an intro point forwards.
+pub const MAX_SEALED_INTRO: usize = 512;
+
+/// `INTRODUCE` carrying a sealed introduction (opaque to the intro point).
+pub fn introduce(service_id: &[u8; 32], sealed_intro: &[u8]) -> Vec<u8> {
     let mut m = vec![kind::INTRODUCE];
     m.extend_from_slice(service_id);
-    m.extend_from_slice(&encode_node(rendezvous));
-    m.extend_from_slice(cookie);
+    m.extend_from_slice(sealed_intro);
     m
 }
 
@@ -300,9 +305,10 @@ impl ExitApp {
             }
             kind::INTRODUCE => {
                 let sid: [u8; 32] = take(m, 1)?;
-                let rest = m
-                    .get(33..33 + NODE_REF_LEN + COOKIE_LEN)
-                    .ok_or(MixError::BadLength(m.len()))?;
+                let rest = m.get(33..).unwrap_or_default();
+                if rest.is_empty() || rest.len() > MAX_SEALED_INTRO {
+                    return Err(MixError::BadLength(m.len()));
+                }
                 let surb = self.intros.pop(&sid).ok_or(MixError::UnknownSurb)?;
                 let mut msg = vec![kind::INTRO_FORWARD];
                 msg.extend_from_slice(rest);
@@ -387,5 +393,111 @@ impl ExitApp {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MixSecretKey;
+    use crate::packet::{PacketSize, RouteHop};
+    use rand::SeedableRng;
+
+    fn surb(rng: &mut rand::rngs::StdRng) -> Surb {
+        let k = MixSecretKey::generate(rng).unwrap();
+        let hop = RouteHop {
+            addr: NodeAddr("127.0.0.1:1".parse().unwrap()),
+            epoch: 1,
+            key: k.public(),
+        };
+        Surb::new(
+            rng,
+            PacketSize::K2,
+            &[hop],
+            NodeAddr("127.0.0.1:2".parse().unwrap()),
+        )
+        .unwrap()
+        .0
+    }
+
+    #[test]
+    fn intro_registration_is_authenticated_and_bound_to_the_node() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let svc = SigningKey::from_bytes(&[5; 32]);
+        let sid = id_of(&svc.verifying_key().to_bytes());
+        let mut app = ExitApp::new([9; 32], None);
+        // registration signed for another intro node: rejected
+        let m = establish_intro(&svc, &[8; 32], 1000, &surb(&mut rng));
+        assert!(app.handle(&m, 1000).is_empty());
+        assert_eq!(app.stats().rejected, 1);
+        // skewed timestamp: rejected
+        let m = establish_intro(&svc, &[9; 32], 1000, &surb(&mut rng));
+        app.handle(&m, 1000 + INTRO_MAX_SKEW + 1);
+        assert_eq!(app.stats().rejected, 2);
+        // tampered signature: rejected
+        let mut bad = establish_intro(&svc, &[9; 32], 1000, &surb(&mut rng));
+        bad[50] ^= 1;
+        app.handle(&bad, 1000);
+        assert_eq!(app.stats().rejected, 3);
+        assert_eq!(app.stats().intros_registered, 0);
+        // introduce without a registration: rejected
+        let rv = MixNodeInfo {
+            id: [1; 32],
+            addr: NodeAddr("127.0.0.1:3".parse().unwrap()),
+            key: MixPublicKey([2; 32]),
+            key_epoch: 1,
+            as_group: None,
+            weight: 1,
+        };
+        assert!(
+            app.handle(&introduce(&sid, &encode_node(&rv)), 1000)
+                .is_empty()
+        );
+        // valid registration, then the introduction is forwarded through the service's SURB
+        let m = establish_intro(&svc, &[9; 32], 1000, &surb(&mut rng));
+        assert!(app.handle(&m, 1000).is_empty());
+        assert_eq!(app.stats().intros_registered, 1);
+        let out = app.handle(&introduce(&sid, &encode_node(&rv)), 1000);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, NodeAddr("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(out[0].1.len(), PacketSize::K2.len());
+        // the SURB was single-use: a second introduction finds none
+        assert!(
+            app.handle(&introduce(&sid, &encode_node(&rv)), 1000)
+                .is_empty()
+        );
+        assert_eq!(decode_node(&encode_node(&rv)).unwrap(), rv);
+    }
+
+    #[test]
+    fn rendezvous_waits_for_the_other_side() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let mut app = ExitApp::new([9; 32], None);
+        let c = [3u8; 16];
+        // service data first: held until the client's SURB arrives
+        assert!(
+            app.handle(&rv_data(&c, Side::Service, &surb(&mut rng), b"hi"), 0)
+                .is_empty()
+        );
+        let out = app.handle(&establish_rv(&c, &surb(&mut rng)), 0);
+        assert_eq!(out.len(), 1);
+        assert_eq!(app.stats().rv_relayed, 1);
+        // client data goes through the service SURB left with the first message
+        assert_eq!(
+            app.handle(&rv_data(&c, Side::Client, &surb(&mut rng), b"q"), 0)
+                .len(),
+            1
+        );
+        // request handler answers only with a SURB
+        let h: RequestHandler = Arc::new(|d: &[u8]| Some(d.to_vec()));
+        let mut app = ExitApp::new([9; 32], Some(h));
+        assert_eq!(
+            app.handle(&request(Some(&surb(&mut rng)), b"x"), 0).len(),
+            1
+        );
+        assert!(app.handle(&request(None, b"x"), 0).is_empty());
+        assert_eq!(app.stats().requests, 2);
+        assert!(app.handle(&[0xee], 0).is_empty());
+        assert_eq!(app.stats().rejected, 1);
     }
 }

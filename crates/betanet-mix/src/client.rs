@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 use crate::app::{self, COOKIE_LEN, Side, kind};
+use crate::crypto::{self as mixcrypto, HsKeys, MixPublicKey, MixSecretKey};
 use crate::descriptor::{
     IntroPoint, ServiceDescriptor, UncheckedMixDescriptor, UncheckedServiceDescriptor,
     parse_service_url, service_url,
@@ -572,20 +573,30 @@ impl MixClient {
                 .ok_or(MixError::NotEnoughNodes { need: 1, have: 0 })?
         };
         let mut cookie = [0u8; COOKIE_LEN];
-        lock(&self.inner.rng).fill_bytes(&mut cookie);
+        let eph = {
+            let mut rng = lock(&self.inner.rng);
+            rng.fill_bytes(&mut cookie);
+            MixSecretKey::generate(&mut *rng)?
+        };
+        let shared = eph.dh(&desc.service_x25519.0)?;
+        let keys = HsKeys::derive(&shared, &eph.public().0, &desc.service_x25519.0);
+        let mut intro_pt = app::encode_node(&rv).to_vec();
+        intro_pt.extend_from_slice(&cookie);
+        let mut sealed = eph.public().0.to_vec();
+        sealed.extend_from_slice(&mixcrypto::seal(&keys.intro, 0, &intro_pt)?);
         let (tx, rx) = mpsc::channel(16);
         let surb = self.make_surb(&self.reply_route(2)?, tx.clone())?;
         self.send_message(&self.route_to(&rv, 3)?, &app::establish_rv(&cookie, &surb))
             .await?;
-        self.send_message(
-            &self.route_to(&intro, 3)?,
-            &app::introduce(&sid, &rv, &cookie),
-        )
-        .await?;
+        self.send_message(&self.route_to(&intro, 3)?, &app::introduce(&sid, &sealed))
+            .await?;
         let mut s = HsSession {
             client: self.clone(),
             rv,
             cookie,
+            keys,
+            send_ctr: 0,
+            recv_last: None,
             tx,
             rx,
         };
@@ -595,14 +606,40 @@ impl MixClient {
     }
 }
 
-/// A client's connection to a hidden service through a rendezvous point.
-#[derive(Debug)]
+/// A client's connection to a hidden service through a rendezvous point; data is sealed end to
+/// end (ChaCha20-Poly1305, keys from X25519 with the service's descriptor key).
 pub struct HsSession {
     client: MixClient,
     rv: MixNodeInfo,
     cookie: [u8; COOKIE_LEN],
+    keys: HsKeys,
+    send_ctr: u64,
+    recv_last: Option<u64>,
     tx: mpsc::Sender<Vec<u8>>,
     rx: mpsc::Receiver<Vec<u8>>,
+}
+
+impl std::fmt::Debug for HsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HsSession")
+            .field("rendezvous", &self.rv.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Accepts a sealed message only with a counter above the last one (drops replays by the
+/// rendezvous point).
+fn open_in_order(
+    key: &[u8; 32],
+    last: &mut Option<u64>,
+    sealed: &[u8],
+) -> Result<Vec<u8>, MixError> {
+    let (ctr, pt) = mixcrypto::open(key, sealed)?;
+    if last.is_some_and(|l| ctr <= l) {
+        return Err(MixError::Replay);
+    }
+    *last = Some(ctr);
+    Ok(pt)
 }
 
 impl HsSession {
@@ -615,7 +652,11 @@ impl HsSession {
             if m.first() == Some(&kind::RV_FORWARD)
                 && m.get(1..1 + COOKIE_LEN) == Some(&self.cookie[..])
             {
-                return Ok(m.get(1 + COOKIE_LEN..).unwrap_or_default().to_vec());
+                let sealed = m.get(1 + COOKIE_LEN..).unwrap_or_default();
+                match open_in_order(&self.keys.s2c, &mut self.recv_last, sealed) {
+                    Ok(pt) => return Ok(pt),
+                    Err(e) => tracing::debug!(error = %e, "rendezvous message rejected"),
+                }
             }
         }
     }
@@ -625,7 +666,9 @@ impl HsSession {
         let surb = self
             .client
             .make_surb(&self.client.reply_route(2)?, self.tx.clone())?;
-        let msg = app::rv_data(&self.cookie, Side::Client, &surb, data);
+        self.send_ctr += 1;
+        let sealed = mixcrypto::seal(&self.keys.c2s, self.send_ctr, data)?;
+        let msg = app::rv_data(&self.cookie, Side::Client, &surb, &sealed);
         self.client
             .send_message(&self.client.route_to(&self.rv, 3)?, &msg)
             .await?;
@@ -639,9 +682,12 @@ impl HsSession {
 pub struct HiddenService {
     client: MixClient,
     key: SigningKey,
+    x25519: MixSecretKey,
     tx: mpsc::Sender<Vec<u8>>,
     rx: mpsc::Receiver<Vec<u8>>,
-    rendezvous: HashMap<[u8; COOKIE_LEN], MixNodeInfo>,
+    rendezvous: HashMap<[u8; COOKIE_LEN], ServiceSession>,
+    intros: Vec<MixNodeInfo>,
+    introductions: usize,
 }
 
 impl std::fmt::Debug for HiddenService {
@@ -652,17 +698,38 @@ impl std::fmt::Debug for HiddenService {
     }
 }
 
+struct ServiceSession {
+    rv: MixNodeInfo,
+    keys: HsKeys,
+    send_ctr: u64,
+    recv_last: Option<u64>,
+}
+
 impl HiddenService {
-    /// A service using `client` (its directory and reply listener) and `key`.
-    pub fn new(client: MixClient, key: SigningKey) -> Self {
+    /// A service using `client` (its directory and reply listener) and `key`. Its X25519 key
+    /// is derived from the Ed25519 seed (HKDF-SHA256), so it is stable across restarts.
+    pub fn new(client: MixClient, key: SigningKey) -> Result<Self, MixError> {
         let (tx, rx) = mpsc::channel(256);
-        HiddenService {
+        let mut xs = zeroize::Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(b"betanet-mix/v1 hs x25519"), key.as_bytes())
+            .expand(b"x25519", xs.as_mut())
+            .map_err(|_| MixError::Crypto)?;
+        let x25519 = MixSecretKey::from_bytes(&xs)?;
+        Ok(HiddenService {
             client,
             key,
+            x25519,
             tx,
             rx,
             rendezvous: HashMap::new(),
-        }
+            intros: Vec::new(),
+            introductions: 0,
+        })
+    }
+
+    /// The service's X25519 public key (published in the descriptor).
+    pub fn x25519_public(&self) -> MixPublicKey {
+        self.x25519.public()
     }
 
     /// `betanet://<hex SHA-256(pub)>`.
@@ -671,7 +738,20 @@ impl HiddenService {
     }
 
     /// Leaves `surbs` reply blocks at introduction point `intro` (each in its own packet).
-    pub async fn register_intro(&self, intro: &MixNodeInfo, surbs: usize) -> Result<(), MixError> {
+    /// Every introduction later received through the intro points is replaced by one fresh
+    /// reply block (round robin over the registered intro points).
+    pub async fn register_intro(
+        &mut self,
+        intro: &MixNodeInfo,
+        surbs: usize,
+    ) -> Result<(), MixError> {
+        if !self.intros.iter().any(|i| i.id == intro.id) {
+            self.intros.push(*intro);
+        }
+        self.send_intro_surbs(intro, surbs).await
+    }
+
+    async fn send_intro_surbs(&self, intro: &MixNodeInfo, surbs: usize) -> Result<(), MixError> {
         for _ in 0..surbs {
             let surb = self
                 .client
@@ -695,7 +775,7 @@ impl HiddenService {
                 key: n.key,
             })
             .collect();
-        ServiceDescriptor::sign(&self.key, from, until, ips)
+        ServiceDescriptor::sign(&self.key, self.x25519.public(), from, until, ips)
     }
 
     /// Handles the next message (introduction or client data), answering data with
@@ -710,24 +790,62 @@ impl HiddenService {
         };
         match m.first().copied() {
             Some(kind::INTRO_FORWARD) => {
-                let rv = app::decode_node(m.get(1..).unwrap_or_default())?;
-                let cookie: [u8; COOKIE_LEN] = m
-                    .get(1 + app::NODE_REF_LEN..1 + app::NODE_REF_LEN + COOKIE_LEN)
+                let eph: [u8; 32] = m
+                    .get(1..33)
                     .and_then(|c| c.try_into().ok())
                     .ok_or(MixError::BadLength(m.len()))?;
-                if self.rendezvous.len() < 4096 {
-                    self.rendezvous.insert(cookie, rv);
+                let shared = self.x25519.dh(&eph)?;
+                let keys = HsKeys::derive(&shared, &eph, &self.x25519.public().0);
+                let (_, pt) = mixcrypto::open(&keys.intro, m.get(33..).unwrap_or_default())?;
+                let rv = app::decode_node(&pt)?;
+                let cookie: [u8; COOKIE_LEN] = pt
+                    .get(app::NODE_REF_LEN..app::NODE_REF_LEN + COOKIE_LEN)
+                    .and_then(|c| c.try_into().ok())
+                    .ok_or(MixError::BadLength(pt.len()))?;
+                if self.rendezvous.len() >= 4096 || self.rendezvous.contains_key(&cookie) {
+                    return Err(MixError::Replay);
                 }
-                self.send_rv(&cookie, &rv, b"").await?;
+                let mut sess = ServiceSession {
+                    rv,
+                    keys,
+                    send_ctr: 0,
+                    recv_last: None,
+                };
+                // The join message (empty, counter 0) proves to the client that the party at
+                // the rendezvous holds the service key.
+                let sealed = mixcrypto::seal(&sess.keys.s2c, sess.send_ctr, b"")?;
+                sess.send_ctr += 1;
+                self.send_rv(&cookie, &rv, &sealed).await?;
+                self.rendezvous.insert(cookie, sess);
+                // Replace the reply block the introduction used up.
+                if let Some(ip) = self
+                    .intros
+                    .get(self.introductions % self.intros.len().max(1))
+                {
+                    let ip = *ip;
+                    self.send_intro_surbs(&ip, 1).await?;
+                }
+                self.introductions += 1;
             }
             Some(kind::RV_FORWARD) => {
                 let cookie: [u8; COOKIE_LEN] = m
                     .get(1..1 + COOKIE_LEN)
                     .and_then(|c| c.try_into().ok())
                     .ok_or(MixError::BadLength(m.len()))?;
-                let rv = *self.rendezvous.get(&cookie).ok_or(MixError::UnknownSurb)?;
-                let resp = handler(m.get(1 + COOKIE_LEN..).unwrap_or_default());
-                self.send_rv(&cookie, &rv, &resp).await?;
+                let sess = self
+                    .rendezvous
+                    .get_mut(&cookie)
+                    .ok_or(MixError::UnknownSurb)?;
+                let req = open_in_order(
+                    &sess.keys.c2s,
+                    &mut sess.recv_last,
+                    m.get(1 + COOKIE_LEN..).unwrap_or_default(),
+                )?;
+                let resp = handler(&req);
+                let sealed = mixcrypto::seal(&sess.keys.s2c, sess.send_ctr, &resp)?;
+                sess.send_ctr += 1;
+                let rv = sess.rv;
+                self.send_rv(&cookie, &rv, &sealed).await?;
             }
             _ => return Err(MixError::UnknownCommand(m.first().copied().unwrap_or(0))),
         }

@@ -257,10 +257,93 @@ pub fn lioness_decrypt(k: &PayloadKey, block: &mut [u8]) {
     lioness_round_stream(l, &k.k1, r);
 }
 
+/// End-to-end keys between a hidden-service client and the service, from
+/// `X25519(client ephemeral, service X25519 key)`; the rendezvous point never sees them.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct HsKeys {
+    /// Seals the INTRODUCE payload (rendezvous point and cookie) for the service.
+    pub intro: [u8; 32],
+    /// Client-to-service data.
+    pub c2s: [u8; 32],
+    /// Service-to-client data.
+    pub s2c: [u8; 32],
+}
+
+impl HsKeys {
+    /// HKDF-SHA256 over the shared secret, salted with both public keys (transcript binding).
+    pub fn derive(shared: &[u8; 32], client_eph: &[u8; 32], service_pub: &[u8; 32]) -> Self {
+        let mut salt = [0u8; 64];
+        salt[..32].copy_from_slice(client_eph);
+        salt[32..].copy_from_slice(service_pub);
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(&salt), shared);
+        let mut okm = Zeroizing::new([0u8; 96]);
+        if hk.expand(b"betanet-mix/v1 hs", okm.as_mut()).is_err() {
+            okm.zeroize();
+        }
+        let mut k = HsKeys {
+            intro: [0; 32],
+            c2s: [0; 32],
+            s2c: [0; 32],
+        };
+        k.intro.copy_from_slice(&okm[..32]);
+        k.c2s.copy_from_slice(&okm[32..64]);
+        k.s2c.copy_from_slice(&okm[64..96]);
+        k
+    }
+}
+
+/// ChaCha20-Poly1305 with a 64-bit message counter as nonce: `counter(8, BE) | ct | tag`.
+/// The caller never reuses a counter under one key.
+pub fn seal(key: &[u8; 32], counter: u64, plaintext: &[u8]) -> Result<Vec<u8>, MixError> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    let c = chacha20poly1305::ChaCha20Poly1305::new(key.into());
+    let mut nonce = [0u8; 12];
+    nonce[4..].copy_from_slice(&counter.to_be_bytes());
+    let ct = c
+        .encrypt((&nonce).into(), plaintext)
+        .map_err(|_| MixError::Crypto)?;
+    let mut out = Vec::with_capacity(8 + ct.len());
+    out.extend_from_slice(&counter.to_be_bytes());
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Opens [`seal`]'s output; returns the counter and the plaintext.
+pub fn open(key: &[u8; 32], sealed: &[u8]) -> Result<(u64, Vec<u8>), MixError> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    let ctr: [u8; 8] = sealed
+        .get(..8)
+        .and_then(|c| c.try_into().ok())
+        .ok_or(MixError::Tagged)?;
+    let mut nonce = [0u8; 12];
+    nonce[4..].copy_from_slice(&ctr);
+    let c = chacha20poly1305::ChaCha20Poly1305::new(key.into());
+    let pt = c
+        .decrypt((&nonce).into(), sealed.get(8..).unwrap_or_default())
+        .map_err(|_| MixError::Tagged)?;
+    Ok((u64::from_be_bytes(ctr), pt))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn hs_seal_open() {
+        let k = HsKeys::derive(&[1; 32], &[2; 32], &[3; 32]);
+        assert_ne!(k.c2s, k.s2c);
+        let s = seal(&k.c2s, 5, b"data").unwrap();
+        assert_eq!(open(&k.c2s, &s).unwrap(), (5, b"data".to_vec()));
+        assert!(open(&k.s2c, &s).is_err());
+        let mut t = s.clone();
+        t[10] ^= 1;
+        assert!(open(&k.c2s, &t).is_err());
+        let mut t = s;
+        t[7] ^= 1; // counter is authenticated through the nonce
+        assert!(open(&k.c2s, &t).is_err());
+        assert!(open(&k.c2s, &[1, 2]).is_err());
+    }
 
     #[test]
     fn dh_agrees_and_rejects_low_order() {

@@ -145,6 +145,9 @@ const INTRO_LEN: usize = 32 + 32 + 4 + 32;
 pub struct ServiceDescriptor {
     /// The service's Ed25519 public key.
     pub service_pub: [u8; 32],
+    /// The service's X25519 key: clients seal their introduction and derive the end-to-end
+    /// session keys with it.
+    pub service_x25519: MixPublicKey,
     /// Validity start (unix seconds).
     pub valid_from: u64,
     /// Validity end (unix seconds).
@@ -160,8 +163,9 @@ impl ServiceDescriptor {
     }
 
     fn body(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(49 + self.intro_points.len() * INTRO_LEN);
+        let mut v = Vec::with_capacity(81 + self.intro_points.len() * INTRO_LEN);
         v.extend_from_slice(&self.service_pub);
+        v.extend_from_slice(&self.service_x25519.0);
         v.extend_from_slice(&self.valid_from.to_be_bytes());
         v.extend_from_slice(&self.valid_until.to_be_bytes());
         v.push(u8::try_from(self.intro_points.len()).unwrap_or(u8::MAX));
@@ -177,12 +181,14 @@ impl ServiceDescriptor {
     /// Signs and encodes: `body | sig(64)`; the signature covers the context string and body.
     pub fn sign(
         key: &SigningKey,
+        service_x25519: MixPublicKey,
         valid_from: u64,
         valid_until: u64,
         intro_points: Vec<IntroPoint>,
     ) -> Vec<u8> {
         let d = ServiceDescriptor {
             service_pub: key.verifying_key().to_bytes(),
+            service_x25519,
             valid_from,
             valid_until,
             intro_points,
@@ -208,8 +214,8 @@ pub struct UncheckedServiceDescriptor {
 impl UncheckedServiceDescriptor {
     /// Decodes without verifying.
     pub fn decode(b: &[u8]) -> Result<Self, MixError> {
-        let n = usize::from(*b.get(48).ok_or(MixError::BadDescriptor("truncated"))?);
-        let body_len = 49 + n * INTRO_LEN;
+        let n = usize::from(*b.get(80).ok_or(MixError::BadDescriptor("truncated"))?);
+        let body_len = 81 + n * INTRO_LEN;
         if b.len() != body_len + 64 {
             return Err(MixError::BadDescriptor(
                 "service descriptor has the wrong length",
@@ -217,7 +223,7 @@ impl UncheckedServiceDescriptor {
         }
         let mut intro_points = Vec::with_capacity(n);
         for i in 0..n {
-            let o = 49 + i * INTRO_LEN;
+            let o = 81 + i * INTRO_LEN;
             intro_points.push(IntroPoint {
                 node_id: arr(b, o)?,
                 addr: NodeAddr::decode(&arr(b, o + 32)?)?,
@@ -228,8 +234,9 @@ impl UncheckedServiceDescriptor {
         Ok(UncheckedServiceDescriptor {
             desc: ServiceDescriptor {
                 service_pub: arr(b, 0)?,
-                valid_from: u64::from_be_bytes(arr(b, 32)?),
-                valid_until: u64::from_be_bytes(arr(b, 40)?),
+                service_x25519: MixPublicKey(arr(b, 32)?),
+                valid_from: u64::from_be_bytes(arr(b, 64)?),
+                valid_until: u64::from_be_bytes(arr(b, 72)?),
                 intro_points,
             },
             body: b.get(..body_len).unwrap_or_default().to_vec(),
@@ -291,6 +298,44 @@ mod tests {
         assert!(UncheckedMixDescriptor::decode(&d[..10]).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn mix_descriptor_roundtrip(seed: [u8; 32], epoch: u32, key: [u8; 32], port: u16, ip: [u8; 4]) {
+            let id = SigningKey::from_bytes(&seed);
+            let addr = NodeAddr(std::net::SocketAddr::from((ip, port)));
+            let d = sign_mix_descriptor(&id, epoch, &MixPublicKey(key), &addr);
+            proptest::prop_assert_eq!(d.len(), MIX_DESC_LEN);
+            let info = UncheckedMixDescriptor::decode(&d).unwrap().verify().unwrap();
+            proptest::prop_assert_eq!(info.key, MixPublicKey(key));
+            proptest::prop_assert_eq!(info.key_epoch, epoch);
+            proptest::prop_assert_eq!(info.addr, addr);
+        }
+
+        #[test]
+        fn service_descriptor_roundtrip(seed: [u8; 32], n in 1usize..6, from in 0u64..1000, len in 0u64..1000) {
+            let sk = SigningKey::from_bytes(&seed);
+            let ips: Vec<IntroPoint> = (0..n)
+                .map(|i| IntroPoint {
+                    node_id: [i as u8; 32],
+                    addr: NodeAddr(std::net::SocketAddr::from(([127, 0, 0, 1], i as u16))),
+                    key_epoch: i as u32,
+                    key: MixPublicKey([i as u8 + 1; 32]),
+                })
+                .collect();
+            let enc = ServiceDescriptor::sign(&sk, MixPublicKey([9; 32]), from, from + len, ips.clone());
+            let id = id_of(&sk.verifying_key().to_bytes());
+            let d = UncheckedServiceDescriptor::decode(&enc).unwrap().verify(&id, from).unwrap();
+            proptest::prop_assert_eq!(d.intro_points, ips);
+            proptest::prop_assert_eq!(d.service_x25519, MixPublicKey([9; 32]));
+        }
+
+        #[test]
+        fn descriptor_decoders_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = UncheckedMixDescriptor::decode(&b).map(|d| d.verify());
+            let _ = UncheckedServiceDescriptor::decode(&b).map(|d| d.verify(&[0; 32], 0));
+        }
+    }
+
     #[test]
     fn service_descriptor_and_url() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(2);
@@ -301,7 +346,7 @@ mod tests {
             key_epoch: 2,
             key: MixPublicKey([3; 32]),
         };
-        let enc = ServiceDescriptor::sign(&sk, 100, 200, vec![ip]);
+        let enc = ServiceDescriptor::sign(&sk, MixPublicKey([4; 32]), 100, 200, vec![ip]);
         let url = service_url(&sk.verifying_key().to_bytes());
         let id = parse_service_url(&format!("{url}/index.html")).unwrap();
         let d = UncheckedServiceDescriptor::decode(&enc)

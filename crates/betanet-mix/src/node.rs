@@ -78,10 +78,12 @@ pub struct MixnodeConfig {
     pub key_rotation: Option<Duration>,
     /// Seed for the workers' delay RNGs (tests only; `None` = OS entropy).
     pub rng_seed: Option<u64>,
+    /// Maximum concurrent ingress connections; further ones are closed at once.
+    pub max_connections: usize,
 }
 
 impl MixnodeConfig {
-    /// Defaults (2 workers, batches of 128, U[30,150] ms, 2 s connect timeout) for a listen
+    /// Defaults (2 workers, batches of 128, U(30 ms, 150 ms), 2 s connect timeout) for a listen
     /// address and state directory.
     pub fn new(listen: SocketAddr, state_dir: PathBuf) -> Self {
         MixnodeConfig {
@@ -100,6 +102,7 @@ impl MixnodeConfig {
             metrics_listen: None,
             key_rotation: None,
             rng_seed: None,
+            max_connections: 4096,
         }
     }
 }
@@ -126,6 +129,7 @@ struct FileConfig {
     initial_epoch: Option<u32>,
     max_delayed: Option<usize>,
     egress_queue: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 impl MixnodeConfig {
@@ -149,6 +153,9 @@ impl MixnodeConfig {
     /// metrics_listen = "127.0.0.1:9101"
     /// key_rotation_secs = 86400
     /// initial_epoch = 1
+    /// max_connections = 4096
+    /// max_delayed = 65536
+    /// egress_queue = 4096
     /// ```
     pub fn from_toml_str(s: &str) -> Result<Self, MixError> {
         let f: FileConfig = toml::from_str(s).map_err(MixError::Config)?;
@@ -192,6 +199,9 @@ impl MixnodeConfig {
         c.sync_replay_log = f.sync_replay_log.unwrap_or(false);
         c.metrics_listen = f.metrics_listen;
         c.key_rotation = f.key_rotation_secs.map(Duration::from_secs);
+        if let Some(v) = f.max_connections {
+            c.max_connections = v.max(1);
+        }
         if let Some(e) = f.initial_epoch {
             c.initial_epoch = e;
         }
@@ -421,6 +431,7 @@ impl Mixnode {
             listener,
             Arc::from(senders.into_boxed_slice()),
             shared.clone(),
+            cfg.max_connections.max(1),
         )));
         tasks.push(tokio::spawn(scheduler(
             sched_rx,
@@ -623,6 +634,27 @@ fn load_identity(dir: &std::path::Path) -> Result<SigningKey, MixError> {
     Ok(sk)
 }
 
+/// Runs a mixnode from a TOML configuration file until Ctrl-C (what `betanet mixnode --config
+/// FILE` calls). The exit role serves the [`crate::app`] protocol without a request handler:
+/// introduction and rendezvous points for hidden services.
+pub async fn run_from_config_file(path: &std::path::Path) -> Result<(), MixError> {
+    let text = std::fs::read_to_string(path).map_err(|e| MixError::io(path, e))?;
+    let cfg = MixnodeConfig::from_toml_str(&text)?;
+    let (tx, rx) = mpsc::channel(4096);
+    let node = Mixnode::start(cfg, Some(tx)).await?;
+    let app = crate::app::ExitApp::new(node.info().id, None).spawn(rx, node.packet_sender(), None);
+    let (epoch, key) = node.current_key();
+    tracing::info!(
+        addr = %node.local_addr(),
+        epoch,
+        mix_key = %hex::encode(key.0),
+        "mixnode running; Ctrl-C to stop"
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    app.abort();
+    node.shutdown().await
+}
+
 fn rotate(shared: &Shared) -> Result<(u32, MixPublicKey), MixError> {
     let mut keys = shared.keys.write().unwrap_or_else(|p| p.into_inner());
     let mut replay = shared.replay.lock().unwrap_or_else(|p| p.into_inner());
@@ -640,6 +672,7 @@ async fn accept_loop(
     listener: TcpListener,
     senders: Arc<[mpsc::Sender<Vec<Inbound>>]>,
     shared: Arc<Shared>,
+    max_connections: usize,
 ) {
     let rr = Arc::new(AtomicUsize::new(0));
     let mut conns = tokio::task::JoinSet::new();
@@ -647,6 +680,11 @@ async fn accept_loop(
         tokio::select! {
             acc = listener.accept() => {
                 let Ok((stream, peer)) = acc else { continue };
+                if conns.len() >= max_connections {
+                    Metrics::inc(&shared.metrics.dropped_overload);
+                    tracing::debug!(%peer, "connection limit reached; closing");
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 let (s, r, sh) = (senders.clone(), rr.clone(), shared.clone());
                 conns.spawn(async move {

@@ -127,7 +127,7 @@ async fn hidden_service_through_rendezvous() {
     let svc_client = MixClient::start(ClientConfig::default()).await.unwrap();
     svc_client.discover_nodes(&seeds).await;
     let key = SigningKey::from_bytes(&[42u8; 32]);
-    let mut hs = betanet_mix::client::HiddenService::new(svc_client, key);
+    let mut hs = betanet_mix::client::HiddenService::new(svc_client, key).unwrap();
     let url = hs.url();
     assert!(url.starts_with("betanet://") && url.len() == 10 + 64);
     let intro: MixNodeInfo = net.nodes[3].info();
@@ -190,6 +190,14 @@ async fn hidden_service_through_rendezvous() {
     );
     assert_eq!(serve.await.unwrap(), 3);
     assert_eq!(net.stats[3].lock().unwrap().introductions, 1);
+    // the used intro reply block was replaced: 4 + 1 registrations
+    for _ in 0..500 {
+        if net.stats[3].lock().unwrap().intros_registered >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(net.stats[3].lock().unwrap().intros_registered, 5);
     let relayed: u64 = net.stats.iter().map(|s| s.lock().unwrap().rv_relayed).sum();
     assert_eq!(relayed, 5, "join + 2 requests + 2 responses");
     for n in net.nodes {

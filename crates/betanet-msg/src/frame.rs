@@ -115,13 +115,16 @@ impl AuthFields {
         if self.fields.is_empty() {
             return EMPTY_AUTH.to_vec();
         }
-        Value::Dict(
+        crate::packify::encode_str_dict(self.fields.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+    /// packify encoding of all fields except `skip` (what a MAC layer covers).
+    pub fn encode_without(&self, skip: &str) -> Vec<u8> {
+        crate::packify::encode_str_dict(
             self.fields
                 .iter()
-                .map(|(k, v)| (Value::Str(k.clone()), v.clone()))
-                .collect(),
+                .filter(|(k, _)| k != skip)
+                .map(|(k, v)| (k.as_str(), v)),
         )
-        .encode()
     }
     /// Decode from packify bytes; the value must be a dict with `str` keys.
     pub fn decode(b: &[u8]) -> Result<Self> {

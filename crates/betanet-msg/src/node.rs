@@ -377,7 +377,7 @@ impl Node {
             match l.accept().await {
                 Ok((s, a)) => {
                     let _ = s.set_nodelay(true);
-                    self.attach_inner(s, Some(a), true);
+                    self.attach_tcp(s, Some(a), true);
                 }
                 Err(e) => {
                     warn!(error = %e, "accept failed");
@@ -391,7 +391,7 @@ impl Node {
     pub async fn connect(&self, addr: SocketAddr) -> Result<Conn> {
         let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
-        let c = self.attach_inner(s, Some(addr), false);
+        let c = self.attach_tcp(s, Some(addr), false);
         crate::peers::on_connect(self, &c).await;
         Ok(c)
     }
@@ -413,6 +413,20 @@ impl Node {
         accepted: bool,
     ) -> Conn {
         let (rd, wr) = tokio::io::split(io);
+        self.attach_halves(rd, wr, remote, accepted)
+    }
+
+    fn attach_tcp(&self, s: TcpStream, remote: Option<SocketAddr>, accepted: bool) -> Conn {
+        // Owned halves avoid the lock that generic `split` takes on every poll.
+        let (rd, wr) = s.into_split();
+        self.attach_halves(rd, wr, remote, accepted)
+    }
+
+    fn attach_halves<R, W>(&self, rd: R, wr: W, remote: Option<SocketAddr>, accepted: bool) -> Conn
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
         let (tx, rx) = mpsc::channel::<Bytes>(self.core.cfg.queue);
         let id = self.core.next_id.fetch_add(1, Ordering::Relaxed);
         let conn = Conn(Arc::new(ConnInner {
@@ -743,6 +757,9 @@ impl Node {
     /// Send a request and wait for its answer: RESPOND_URI for REQUEST_URI, OK for other
     /// types. Error replies (ERROR, AUTH_ERROR, NOT_FOUND, NOT_PERMITTED) come back as
     /// [`MsgError::Remote`], not as timeouts.
+    ///
+    /// Handlers run on their connection's reader task (in order, which gives backpressure):
+    /// inside a handler, do not await a request on the *same* connection; spawn it instead.
     pub async fn request(
         &self,
         c: &Conn,

@@ -90,6 +90,27 @@ fn packed_items(out: &mut Vec<u8>, code: u8, items: &[Vec<u8>]) {
     }
 }
 
+fn pair(k: &[u8], v: &Value) -> Vec<u8> {
+    let mut o = Vec::new();
+    packed_items(&mut o, T_TUPLE, &[k.to_vec(), v.encode()]);
+    o
+}
+
+/// Encode a `dict[str, value]` without building a [`Value::Dict`] (sorted like packify).
+pub fn encode_str_dict<'a>(pairs: impl Iterator<Item = (&'a str, &'a Value)>) -> Vec<u8> {
+    let mut items: Vec<Vec<u8>> = pairs
+        .map(|(k, v)| {
+            let mut kb = Vec::with_capacity(k.len() + 3);
+            len_prefixed(&mut kb, T_STR, k.as_bytes());
+            pair(&kb, v)
+        })
+        .collect();
+    items.sort();
+    let mut out = Vec::new();
+    packed_items(&mut out, T_DICT, &items);
+    out
+}
+
 impl Value {
     /// Convenience constructor for a bytes value.
     pub fn bytes(b: impl Into<Vec<u8>>) -> Self {
@@ -158,10 +179,7 @@ impl Value {
                 packed_items(out, T_SET, &items);
             }
             Value::Dict(kv) => {
-                let mut items: Vec<_> = kv
-                    .iter()
-                    .map(|(k, v)| Value::Tuple(vec![k.clone(), v.clone()]).encode())
-                    .collect();
+                let mut items: Vec<_> = kv.iter().map(|(k, v)| pair(&k.encode(), v)).collect();
                 items.sort();
                 packed_items(out, T_DICT, &items);
             }

@@ -165,9 +165,7 @@ impl MacAuth {
         self
     }
     fn mac(&self, t: MessageType, auth: &AuthFields, body: &Body) -> Result<[u8; 32]> {
-        let mut f = auth.clone();
-        f.remove("mac");
-        let fe = f.encode();
+        let fe = auth.encode_without("mac");
         let body = body.encode()?;
         let len = (fe.len() as u32).to_be_bytes();
         Ok(kdf::hmac_sha256_parts(

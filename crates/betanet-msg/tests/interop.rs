@@ -236,6 +236,132 @@ async fn rust_client_against_netaio_server(mode: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
 }
 
+/// X25519 (NaCl box) inner cipher against netaio's X25519CipherPlugin after TCP peer exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_netaio_server_x25519_peers() {
+    use betanet_msg::Peer;
+    use betanet_msg::compat::X25519Cipher;
+    let Some(py) = python() else { return };
+    let mut child = Command::new(py)
+        .arg(script("interop_server.py"))
+        .arg("x25519")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let port: u16 = first.strip_prefix("PORT ").unwrap().parse().unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let k = X25519Cipher::from_seed(&[2; 32]);
+    let me = Peer::new(
+        vec![2u8; 16],
+        Peer::encode_data(&[("pubkey", &k.public_key())]),
+    );
+    let c = NodeBuilder::compat()
+        .peer(
+            me,
+            b"netaio",
+            Duration::from_secs(20),
+            Duration::from_secs(60),
+        )
+        .build();
+    let conn = c.connect(addr).await.unwrap();
+    for _ in 0..200 {
+        if !c.peers().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let peers = c.peers();
+    assert_eq!(&peers[0].id[..], &[1u8; 16]);
+    assert_eq!(
+        peers[0].data_field("pubkey").unwrap(),
+        X25519Cipher::from_seed(&[1; 32]).public_key().to_vec()
+    );
+    let r = c
+        .request_with(
+            &conn,
+            MessageType::REQUEST_URI,
+            b"box",
+            b"sealed",
+            T,
+            Plugins::none().with_cipher(k),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&r.body.content[..], b"netaio saw: sealed");
+    drop(child.stdin.take());
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+}
+
+async fn udp_with_netaio(mode: &str) {
+    let Some(py) = python() else { return };
+    let n = NodeBuilder::compat().plugins(plugins(mode, "test")).build();
+    n.on(MessageType::REQUEST_URI, |r: Request| async move {
+        Message::new(
+            MessageType::RESPOND_URI,
+            r.msg.body.uri.clone(),
+            [&b"rust echo: "[..], &r.msg.body.content[..]].concat(),
+        )
+    });
+    let ours = n.bind_udp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mut child = Command::new(py)
+        .arg(script("interop_udp.py"))
+        .arg(ours.port().to_string())
+        .arg(mode)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let port: u16 = first.strip_prefix("PORT ").unwrap().parse().unwrap();
+    // netaio's request to us, answered by our UDP handler
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        line,
+        r#"{"type": 1, "uri": "py", "content": "rust echo: from netaio"}"#
+    );
+    // our request to netaio's UDPNode
+    let to_py = n
+        .udp_conn(format!("127.0.0.1:{port}").parse().unwrap())
+        .unwrap();
+    let r = n
+        .request(&to_py, MessageType::REQUEST_URI, b"rs", b"from rust", T)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.mtype, &r.body.uri[..], &r.body.content[..]),
+        (MessageType::RESPOND_URI, &b"rs"[..], &b"from rust"[..])
+    );
+    drop(child.stdin.take());
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_netaio_plain() {
+    udp_with_netaio("plain").await
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_netaio_hmac() {
+    udp_with_netaio("hmac").await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn netaio_client_plain() {
     netaio_client_against_rust_server("plain").await

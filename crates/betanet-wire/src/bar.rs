@@ -436,7 +436,9 @@ pub mod stream {
     /// Prefixes an encoded head with its u32be length.
     pub fn frame_head(head: &[u8]) -> Result<Vec<u8>, WireError> {
         if head.len() > MAX_HEAD_LEN {
-            return Err(WireError::OutOfRange { what: "BAR head length" });
+            return Err(WireError::OutOfRange {
+                what: "BAR head length",
+            });
         }
         let mut out = Vec::with_capacity(4 + head.len());
         out.extend_from_slice(&(head.len() as u32).to_be_bytes());
@@ -448,10 +450,14 @@ pub mod stream {
     /// while more bytes are needed, or an error for a length above [`MAX_HEAD_LEN`] (checked as
     /// soon as the 4 length bytes are there).
     pub fn split_head(buf: &[u8]) -> Result<Option<(&[u8], usize)>, WireError> {
-        let Some(len) = buf.get(..4) else { return Ok(None) };
+        let Some(len) = buf.get(..4) else {
+            return Ok(None);
+        };
         let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
         if len > MAX_HEAD_LEN {
-            return Err(WireError::OutOfRange { what: "BAR head length" });
+            return Err(WireError::OutOfRange {
+                what: "BAR head length",
+            });
         }
         Ok(buf.get(4..4 + len).map(|h| (h, 4 + len)))
     }

@@ -543,7 +543,9 @@ mod tests {
             ("a2616101616102", |e| {
                 matches!(e, CborError::DuplicateKey(4))
             }),
-            ("a2616101", |e| matches!(e, CborError::LengthTooLarge { .. })),
+            ("a2616101", |e| {
+                matches!(e, CborError::LengthTooLarge { .. })
+            }),
             ("1900", |e| matches!(e, CborError::Truncated(_))),
             ("0000", |e| matches!(e, CborError::TrailingBytes(1))),
             ("", |e| matches!(e, CborError::Truncated(0))),

@@ -1,0 +1,481 @@
+//! HTTP ↔ BAR mapping (SPEC §10) and the streaming exchange with the site.
+//!
+//! Request: method (HTTP `DELETE` ↔ BAR `DEL`), URI (path + query when `forward_path`, else
+//! the configured path), headers lowercased with hop-by-hop headers dropped and the ticket
+//! (cookie `__Host-bn1`, query/form `bn1`) stripped; repeated headers are joined (`, `, or `; `
+//! for `cookie`); non-UTF-8 values travel as bytes. The head goes out as
+//! `u32be len ‖ det-CBOR {m,u,h,b}` with `b` empty, then the body streams raw, then FIN.
+//! Response: `{s,h,b}` → status + headers, body = `b` ‖ the rest of the stream.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use betanet_ticket::ticket::{COOKIE_NAME, PARAM_NAME};
+use betanet_wire::bar::{self, HeaderValue as BarValue, Method};
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::upstream::BoxSiteStream;
+
+/// The body type of every response the gateway produces.
+pub type GwBody = http_body_util::combinators::BoxBody<Bytes, io::Error>;
+
+/// A full body from bytes.
+pub fn full(b: impl Into<Bytes>) -> GwBody {
+    http_body_util::Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A streaming body fed by a bounded channel; an `Err` item aborts the response (HTTP/1.1:
+/// connection closed; HTTP/2: RST_STREAM).
+#[derive(Debug)]
+pub struct ChannelBody {
+    rx: mpsc::Receiver<Result<Bytes, io::Error>>,
+    exact_len: Option<u64>,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.exact_len {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn is_hop_by_hop(name: &str, connection_listed: &[String]) -> bool {
+    HOP_BY_HOP.contains(&name) || connection_listed.iter().any(|c| c == name)
+}
+
+fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Removes the `__Host-bn1` cookie from a `Cookie` value; `None` when nothing is left.
+pub fn strip_ticket_cookie(value: &str) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split(';')
+        .map(|p| p.trim_matches([' ', '\t']))
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            p.split_once('=')
+                .is_none_or(|(n, _)| n.trim_matches([' ', '\t']) != COOKIE_NAME)
+        })
+        .collect();
+    if kept.is_empty() {
+        None
+    } else {
+        Some(kept.join("; "))
+    }
+}
+
+/// Removes `bn1=` parameters from a query string or form body; `None` when nothing is left.
+pub fn strip_ticket_param(form: &str) -> Option<String> {
+    let kept: Vec<&str> = form
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| p.split('=').next() != Some(PARAM_NAME))
+        .collect();
+    if kept.is_empty() {
+        None
+    } else {
+        Some(kept.join("&"))
+    }
+}
+
+/// Builds the BAR request head (`b` empty; the body streams after it).
+pub fn request_head(
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    forward_path: bool,
+    upstream_path: &str,
+) -> bar::Request {
+    let m = if method == http::Method::DELETE {
+        Method::Del
+    } else {
+        Method::parse(method.as_str())
+    };
+    let u = if forward_path {
+        let path = uri.path();
+        match uri.query().and_then(strip_ticket_param) {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        }
+    } else {
+        upstream_path.to_owned()
+    };
+    let listed = connection_tokens(headers);
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, value) in headers {
+        let n = name.as_str(); // already lowercase in the http crate
+        if is_hop_by_hop(n, &listed) {
+            continue;
+        }
+        let mut v = value.as_bytes().to_vec();
+        if name == http::header::COOKIE {
+            match value.to_str().ok().map(strip_ticket_cookie) {
+                Some(Some(s)) => v = s.into_bytes(),
+                Some(None) => continue,
+                None => {}
+            }
+        }
+        match out.iter_mut().find(|(k, _)| k == n) {
+            Some((_, existing)) => {
+                existing.extend_from_slice(if n == "cookie" { b"; " } else { b", " });
+                existing.extend_from_slice(&v);
+            }
+            None => out.push((n.to_owned(), v)),
+        }
+    }
+    if let Some(a) = uri.authority()
+        && !out.iter().any(|(k, _)| k == "host")
+    {
+        out.push(("host".to_owned(), a.as_str().as_bytes().to_vec()));
+    }
+    let headers = out
+        .into_iter()
+        .map(|(k, v)| {
+            let value = match String::from_utf8(v) {
+                Ok(s) => BarValue::Text(s),
+                Err(e) => BarValue::Bytes(e.into_bytes()),
+            };
+            (k, value)
+        })
+        .collect();
+    bar::Request {
+        method: m,
+        uri: u,
+        headers,
+        body: Vec::new(),
+    }
+}
+
+/// Maps a BAR response head to an HTTP status and headers. Invalid names/values are dropped;
+/// a status that is not a final HTTP status is `None` (the caller answers 502).
+pub fn response_head(resp: &bar::Response) -> Option<(StatusCode, HeaderMap, Option<u64>)> {
+    let status = StatusCode::from_u16(resp.status).ok()?;
+    if status.is_informational() {
+        return None;
+    }
+    let mut map = HeaderMap::new();
+    for (name, value) in &resp.headers {
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        let raw: &[u8] = match value {
+            BarValue::Text(t) => t.as_bytes(),
+            BarValue::Bytes(b) => b,
+        };
+        if let Ok(v) = HeaderValue::from_bytes(raw) {
+            map.append(n, v);
+        }
+    }
+    let len = map
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    Some((status, map, len))
+}
+
+/// Why an exchange failed before the response started.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// Opening the stream, writing the head or reading the response head failed.
+    Upstream(io::Error),
+    /// The site's response head was not valid BAR.
+    BadResponse,
+}
+
+/// Sizes and timers of one exchange.
+#[derive(Clone, Copy, Debug)]
+pub struct ExchangeLimits {
+    /// Longest pause between request-body chunks.
+    pub body_timeout: Duration,
+    /// Time until the response head.
+    pub response_timeout: Duration,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+/// Runs one BAR exchange on `stream`: sends `head` and streams `body`, returns the HTTP
+/// response whose body streams from the site. `Err` means nothing was sent to the client yet
+/// (answer 502).
+pub async fn exchange<B>(
+    stream: BoxSiteStream,
+    head: bar::Request,
+    body: B,
+    limits: ExchangeLimits,
+    started: Instant,
+    bodyless: bool,
+    latency: &prometheus_client::metrics::histogram::Histogram,
+) -> Result<Response<GwBody>, ExchangeError>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display + Send,
+{
+    let encoded = head.encode().map_err(|_| ExchangeError::BadResponse)?;
+    let framed = bar::stream::frame_head(&encoded).map_err(|_| ExchangeError::BadResponse)?;
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (abort_tx, mut abort_rx) = tokio::sync::oneshot::channel::<()>();
+    let body_timeout = limits.body_timeout;
+    let pump = tokio::spawn(async move {
+        let mut body = body;
+        let r: io::Result<()> = async {
+            wr.write_all(&framed).await?;
+            loop {
+                let next = tokio::time::timeout(body_timeout, body.frame())
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request body timeout"))?;
+                match next {
+                    None => break,
+                    Some(Err(e)) => {
+                        return Err(io::Error::other(format!("request body: {e}")));
+                    }
+                    Some(Ok(f)) => {
+                        if let Ok(d) = f.into_data() {
+                            wr.write_all(&d).await?;
+                        }
+                    }
+                }
+            }
+            wr.shutdown().await
+        }
+        .await;
+        if r.is_err() {
+            let _ = abort_tx.send(());
+        }
+        // Keep the write half alive until the exchange ends so the site does not see an
+        // early FIN on failure; dropping `wr` here is fine on success.
+        r
+    });
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let read_head = async {
+        loop {
+            if let Some((h, used)) =
+                bar::stream::split_head(&buf).map_err(|_| ExchangeError::BadResponse)?
+            {
+                let resp = bar::Response::decode(h).map_err(|_| ExchangeError::BadResponse)?;
+                let rest = buf.split_off(used);
+                return Ok((resp, rest));
+            }
+            let n = rd
+                .read_buf(&mut buf)
+                .await
+                .map_err(ExchangeError::Upstream)?;
+            if n == 0 {
+                return Err(ExchangeError::Upstream(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "site closed before the response head",
+                )));
+            }
+        }
+    };
+    let (resp, rest) = match tokio::time::timeout(limits.response_timeout, read_head).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            pump.abort();
+            return Err(e);
+        }
+        Err(_) => {
+            pump.abort();
+            return Err(ExchangeError::Upstream(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "site response timeout",
+            )));
+        }
+    };
+    latency.observe(started.elapsed().as_secs_f64());
+    let Some((status, headers, exact_len)) = response_head(&resp) else {
+        pump.abort();
+        return Err(ExchangeError::BadResponse);
+    };
+    let exact_len = if bodyless { None } else { exact_len };
+    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
+    let first = Bytes::from(resp.body);
+    let rest = rest.freeze();
+    tokio::spawn(async move {
+        let mut sent: u64 = 0;
+        for b in [first, rest] {
+            if !b.is_empty() {
+                sent += b.len() as u64;
+                if tx.send(Ok(b)).await.is_err() {
+                    pump.abort();
+                    return;
+                }
+            }
+        }
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        let mut abort_armed = true;
+        loop {
+            if buf.capacity() - buf.len() < CHUNK / 4 {
+                buf.reserve(CHUNK);
+            }
+            let r = tokio::select! {
+                r = rd.read_buf(&mut buf) => r,
+                a = &mut abort_rx, if abort_armed => match a {
+                    // The request side failed: abort the response too.
+                    Ok(()) => Err(io::Error::other("request side failed")),
+                    // The request side finished normally.
+                    Err(_) => {
+                        abort_armed = false;
+                        continue;
+                    }
+                },
+            };
+            match r {
+                Ok(0) => {
+                    if exact_len.is_some_and(|n| n != sent) {
+                        let _ = tx
+                            .send(Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "site stream ended before content-length",
+                            )))
+                            .await;
+                    }
+                    break;
+                }
+                Ok(_) => {
+                    let chunk = buf.split().freeze();
+                    sent += chunk.len() as u64;
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        pump.abort();
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    pump.abort();
+                    return;
+                }
+            }
+        }
+        // The response is complete; the request side may still be finishing.
+        let _ = pump.await;
+    });
+    let mut builder = Response::builder().status(status);
+    if let Some(h) = builder.headers_mut() {
+        *h = headers;
+    }
+    let body = ChannelBody { rx, exact_len };
+    builder
+        .body(body.boxed())
+        .map_err(|_| ExchangeError::BadResponse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_ticket() {
+        assert_eq!(
+            strip_ticket_cookie("a=b; __Host-bn1=xyz; c=d").as_deref(),
+            Some("a=b; c=d")
+        );
+        assert_eq!(strip_ticket_cookie("__Host-bn1=xyz"), None);
+        assert_eq!(
+            strip_ticket_param("a=1&bn1=zz&b=2").as_deref(),
+            Some("a=1&b=2")
+        );
+        assert_eq!(strip_ticket_param("bn1=zz"), None);
+    }
+
+    #[test]
+    fn head_mapping() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-drop"));
+        h.insert("x-drop", HeaderValue::from_static("1"));
+        h.insert("x-keep", HeaderValue::from_static("2"));
+        h.append("accept", HeaderValue::from_static("a"));
+        h.append("accept", HeaderValue::from_static("b"));
+        h.insert("cookie", HeaderValue::from_static("__Host-bn1=abc; s=1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        let uri: http::Uri = "/p/q?x=1&bn1=t".parse().unwrap();
+        let r = request_head(&http::Method::DELETE, &uri, &h, true, "/");
+        assert_eq!(r.method, Method::Del);
+        assert_eq!(r.uri, "/p/q?x=1");
+        let names: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(!names.contains(&"x-drop") && !names.contains(&"connection"));
+        assert!(!names.contains(&"transfer-encoding"));
+        assert_eq!(
+            bar::header(&r.headers, "accept"),
+            Some(&BarValue::Text("a, b".into()))
+        );
+        assert_eq!(
+            bar::header(&r.headers, "cookie"),
+            Some(&BarValue::Text("s=1".into()))
+        );
+        let r2 = request_head(&http::Method::GET, &uri, &h, false, "/fixed");
+        assert_eq!(r2.uri, "/fixed");
+    }
+
+    #[test]
+    fn response_mapping() {
+        let resp = bar::Response {
+            status: 404,
+            headers: vec![
+                ("content-type".into(), BarValue::Text("text/plain".into())),
+                ("bad name".into(), BarValue::Text("x".into())),
+                ("transfer-encoding".into(), BarValue::Text("chunked".into())),
+                ("content-length".into(), BarValue::Text("3".into())),
+            ],
+            body: b"abc".to_vec(),
+        };
+        let (s, h, len) = response_head(&resp).unwrap();
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(h.len(), 2);
+        assert_eq!(len, Some(3));
+        let bad = bar::Response {
+            status: 101,
+            headers: vec![],
+            body: vec![],
+        };
+        assert!(response_head(&bad).is_none());
+    }
+}

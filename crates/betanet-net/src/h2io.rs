@@ -1,0 +1,102 @@
+//! A byte pipe over one HTTP/2 request/response pair: `AsyncRead` from the peer's body,
+//! `AsyncWrite` into ours (h2 flow control respected: capacity is reserved before sending,
+//! received bytes are released as they are consumed).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use h2::{RecvStream, SendStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Largest chunk handed to h2 at once.
+const MAX_SEND: usize = 64 * 1024;
+
+pub(crate) struct H2Io {
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    pending: Bytes,
+    eof: bool,
+}
+
+impl H2Io {
+    pub(crate) fn new(send: SendStream<Bytes>, recv: RecvStream) -> Self {
+        H2Io {
+            send,
+            recv,
+            pending: Bytes::new(),
+            eof: false,
+        }
+    }
+}
+
+fn h2_err(e: h2::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, e)
+}
+
+impl AsyncRead for H2Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.pending.is_empty() {
+                let n = this.pending.len().min(buf.remaining());
+                buf.put_slice(this.pending.get(..n).unwrap_or_default());
+                this.pending.advance(n);
+                let _ = this.recv.flow_control().release_capacity(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(b)) => this.pending = b,
+                Some(Err(e)) => return Poll::Ready(Err(h2_err(e))),
+                None => this.eof = true,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for H2Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let want = buf.len().min(MAX_SEND);
+        loop {
+            let cap = this.send.capacity();
+            if cap > 0 {
+                let n = cap.min(want);
+                let chunk = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                this.send.send_data(chunk, false).map_err(h2_err)?;
+                return Poll::Ready(Ok(n));
+            }
+            this.send.reserve_capacity(want);
+            match ready!(this.send.poll_capacity(cx)) {
+                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                Some(Err(e)) => return Poll::Ready(Err(h2_err(e))),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let _ = this.send.send_data(Bytes::new(), true);
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,30 @@
+//! # betanet-net
+//!
+//! The tokio side of HTX (SPEC §4): outer carriages, `dial` / `listen` / `accept`, and async
+//! [`Connection`] / [`Stream`] handles around the sans-IO engine of `betanet-htx`.
+//!
+//! * One driver task per connection owns the transport; handles share the engine through a
+//!   mutex (quinn's design) so a write is bounded by flow-control credit and wakes the driver.
+//! * [`Stream`] implements `AsyncRead + AsyncWrite`; `shutdown` sends FIN.
+//! * Carriages ([`Transport`]): `tcp12` (handshake and frames straight on TCP) and `tls`
+//!   (TLS 1.3 via rustls, HTTP/2 via h2, HTX inside one streaming POST with an access ticket,
+//!   decoy answers for everything else, TLS exporter bound into the Noise prologue). Client
+//!   TLS sits behind [`tls::ClientTls`] so a browser-identical ClientHello can be plugged in.
+//! * [`cli`]: the `echo-server` and `stream` commands as library functions.
+//!
+//! What it is **not**: no protocol logic (frames, flow control, keys live in `betanet-htx`,
+//! `betanet-wire`, `betanet-crypto`). Not yet here: QUIC/HTTP/3, the `tcp11` legacy framing,
+//! origin calibration and connection pools.
+
+pub mod cli;
+mod conn;
+mod endpoint;
+mod error;
+mod h2io;
+pub mod ticket;
+pub mod tls;
+
+pub use betanet_htx::{Config as HtxConfig, CoverConfig, ErrorCode, PqMode};
+pub use conn::{Connection, ConnectionStats, Stream};
+pub use endpoint::{ClientConfig, Listener, ServerConfig, Transport, dial, listen};
+pub use error::NetError;
