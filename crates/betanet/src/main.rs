@@ -1,7 +1,8 @@
 //! `betanet`: one binary for every Betanet role.
 //!
 //! This is the only crate that uses `anyhow`: it turns library errors into messages for
-//! people. Subcommands: `demo`, `keygen`, `id`, `name`, `mint`, `voucher`, `governance`.
+//! people. Subcommands: `demo`, `keygen`, `id`, `mixnode`, `name`, `mint`, `voucher`,
+//! `governance`.
 
 mod demo;
 mod keyfile;
@@ -9,7 +10,7 @@ mod trust_cmds;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use betanet_crypto::identity::{NodeId, PeerId, ServiceId};
 use betanet_crypto::sign::SigningKey;
 use clap::{Parser, Subcommand};
@@ -21,8 +22,27 @@ use clap::{Parser, Subcommand};
     about = "Betanet node: censorship-resistant transport, mixnet and apps"
 )]
 struct Cli {
+    /// Log filter (tracing syntax, e.g. `info`, `betanet_net=debug`); `RUST_LOG` wins.
+    #[arg(long, global = true, env = "BETANET_LOG", default_value = "info")]
+    log_level: String,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// The multi-threaded tokio runtime for long-running roles.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_logging(filter: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 #[derive(Subcommand)]
@@ -50,6 +70,12 @@ enum Cmd {
         /// The key file [default: <data dir>/node.key].
         #[arg(long)]
         key: Option<PathBuf>,
+    },
+    /// Run an L4 mixnode (layered-packet relay) from a TOML config.
+    Mixnode {
+        /// The config file (see config/mixnode.example.toml).
+        #[arg(long)]
+        config: PathBuf,
     },
     /// Self-certifying ids, bn1: names and alias records.
     #[command(subcommand)]
@@ -83,6 +109,7 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    init_logging(&cli.log_level);
     match cli.cmd {
         Cmd::Demo { mib, classic } => demo::run(mib, classic),
         Cmd::Keygen { out, force } => {
@@ -98,6 +125,11 @@ fn run() -> Result<()> {
             print_id(&keyfile::read_key(&path)?);
             Ok(())
         }
+        Cmd::Mixnode { config } => runtime()?.block_on(async {
+            betanet_mix::node::run_from_config_file(&config)
+                .await
+                .with_context(|| format!("mixnode with config {}", config.display()))
+        }),
         Cmd::Name(c) => trust_cmds::name(c),
         Cmd::Mint(c) => trust_cmds::mint(c),
         Cmd::Voucher(c) => trust_cmds::voucher(c),
