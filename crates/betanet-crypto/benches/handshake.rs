@@ -2,10 +2,15 @@
 //! its det-CBOR payloads and identity checks), our plain Noise XK responder, and `snow`'s XK
 //! responder with its default resolver, all in one run. Only the responder's own work is
 //! timed (`iter_custom`); the initiator's messages are produced untimed.
+//!
+//! Time is the benchmark thread's **CPU time** (`CLOCK_THREAD_CPUTIME_ID`), not wall time, so
+//! that other load on a shared machine (which deschedules the thread) does not count.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use cpu_time::ThreadTime as Instant;
 
 use betanet_crypto::dh::X25519Secret;
 use betanet_crypto::handshake::{HandshakeConfig, Initiator, PqMode, Responder};

@@ -1,14 +1,20 @@
 //! X25519 (aws-lc-rs): static and ephemeral secrets, public keys, and the DH function.
 
+use std::sync::Arc;
+
 use aws_lc_rs::agreement;
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
 use crate::CryptoError;
 
-/// An X25519 secret scalar (32 bytes). Zeroized on drop.
+/// An X25519 secret scalar (32 bytes), kept parsed together with its public key so that each
+/// Diffie-Hellman costs exactly one scalar multiplication. The raw bytes are zeroized on drop.
 #[derive(Clone)]
-pub struct X25519Secret(Zeroizing<[u8; 32]>);
+pub struct X25519Secret {
+    bytes: Zeroizing<[u8; 32]>,
+    parsed: Option<(Arc<agreement::PrivateKey>, X25519Public)>,
+}
 
 /// An X25519 public key (Montgomery u-coordinate).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,42 +32,39 @@ impl std::fmt::Debug for X25519Public {
     }
 }
 
+fn parse(bytes: &[u8; 32]) -> Option<(Arc<agreement::PrivateKey>, X25519Public)> {
+    let key = agreement::PrivateKey::from_private_key(&agreement::X25519, bytes).ok()?;
+    let public = key.compute_public_key().ok()?;
+    let public: [u8; 32] = public.as_ref().try_into().ok()?;
+    Some((Arc::new(key), X25519Public(public)))
+}
+
 impl X25519Secret {
     /// A fresh secret from `rng`.
     pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
-        let mut s = [0u8; 32];
-        rng.fill_bytes(&mut s);
-        Self::from_bytes(s)
+        let mut s = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(s.as_mut());
+        Self::from_bytes(*s)
     }
 
-    /// A secret from raw bytes (clamping happens inside X25519).
+    /// A secret from raw bytes (clamping happens inside X25519). Computes the public key once.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        X25519Secret(Zeroizing::new(bytes))
+        let bytes = Zeroizing::new(bytes);
+        let parsed = parse(&bytes);
+        X25519Secret { bytes, parsed }
     }
 
     /// The raw secret bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
+        &self.bytes
     }
 
-    fn private_key(&self) -> Result<agreement::PrivateKey, CryptoError> {
-        agreement::PrivateKey::from_private_key(&agreement::X25519, self.0.as_ref())
-            .map_err(|_| CryptoError::Internal)
-    }
-
-    /// The public key `X25519(secret, 9)`.
+    /// The public key `X25519(secret, 9)` (computed when the secret was created).
     pub fn public(&self) -> Result<X25519Public, CryptoError> {
-        let pk = self
-            .private_key()?
-            .compute_public_key()
-            .map_err(|_| CryptoError::Internal)?;
-        let mut out = [0u8; 32];
-        let bytes = pk.as_ref();
-        if bytes.len() != 32 {
-            return Err(CryptoError::Internal);
-        }
-        out.copy_from_slice(bytes);
-        Ok(X25519Public(out))
+        self.parsed
+            .as_ref()
+            .map(|(_, p)| *p)
+            .ok_or(CryptoError::Internal)
     }
 
     /// `X25519(self, peer)`; fails on an all-zero result (a low-order `peer`).
@@ -75,9 +78,9 @@ pub fn x25519(
     secret: &X25519Secret,
     public: &X25519Public,
 ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-    let sk = secret.private_key()?;
+    let (sk, _) = secret.parsed.as_ref().ok_or(CryptoError::Internal)?;
     let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, &public.0);
-    agreement::agree(&sk, peer, CryptoError::LowOrderPoint, |shared| {
+    agreement::agree(sk, peer, CryptoError::LowOrderPoint, |shared| {
         if shared.len() != 32 {
             return Err(CryptoError::Internal);
         }
