@@ -1,11 +1,11 @@
 //! Mix-layer primitives: X25519 mix keys, the per-hop key schedule, the header stream cipher and
 //! MAC, and the LIONESS wide-block payload cipher.
 //!
-//! TODO(lead): move to betanet-crypto (X25519 wrapper, ChaCha20 keystream, LIONESS). The X25519
-//! here calls aws-lc-rs directly, exactly like `betanet_crypto::dh`, because that module had not
-//! landed when this crate was written.
+//! X25519 comes from `betanet_crypto::dh` (a parsed key, one scalar multiplication per packet).
+//! The ChaCha20 keystream and LIONESS stay here until the packet format is frozen; then they move
+//! into `betanet-crypto` (see docs/ARCHITECTURE.md, "Exceptions").
 
-use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, X25519};
+use betanet_crypto::dh::{X25519Public, X25519Secret};
 use chacha20::ChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use hmac::{Hmac, Mac};
@@ -31,8 +31,7 @@ pub struct MixPublicKey(pub [u8; 32]);
 
 /// A mixnode's X25519 secret key for one key epoch.
 pub struct MixSecretKey {
-    raw: Zeroizing<[u8; 32]>,
-    key: PrivateKey,
+    key: X25519Secret,
     public: MixPublicKey,
 }
 
@@ -54,24 +53,14 @@ impl MixSecretKey {
 
     /// Rebuilds a key from its 32 secret bytes (as persisted by [`MixSecretKey::to_bytes`]).
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, MixError> {
-        let key = PrivateKey::from_private_key(&X25519, bytes).map_err(|_| MixError::Crypto)?;
-        let pubkey = key.compute_public_key().map_err(|_| MixError::Crypto)?;
-        let mut public = [0u8; 32];
-        let src = pubkey.as_ref();
-        if src.len() != 32 {
-            return Err(MixError::Crypto);
-        }
-        public.copy_from_slice(src);
-        Ok(MixSecretKey {
-            raw: Zeroizing::new(*bytes),
-            key,
-            public: MixPublicKey(public),
-        })
+        let key = X25519Secret::from_bytes(*bytes);
+        let public = MixPublicKey(key.public().map_err(|_| MixError::Crypto)?.0);
+        Ok(MixSecretKey { key, public })
     }
 
     /// The secret bytes, for persistence only. Handle with care.
     pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(*self.raw)
+        Zeroizing::new(*self.key.as_bytes())
     }
 
     /// The matching public key.
@@ -81,23 +70,9 @@ impl MixSecretKey {
 
     /// X25519 with a peer key. Rejects invalid points and an all-zero (low-order) result.
     pub fn dh(&self, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, MixError> {
-        let out = agreement::agree(
-            &self.key,
-            UnparsedPublicKey::new(&X25519, peer),
-            MixError::KeyAgreement,
-            |s| {
-                let mut o = Zeroizing::new([0u8; 32]);
-                if s.len() != 32 {
-                    return Err(MixError::KeyAgreement);
-                }
-                o.copy_from_slice(s);
-                Ok(o)
-            },
-        )?;
-        if bool::from(out.ct_eq(&[0u8; 32])) {
-            return Err(MixError::KeyAgreement);
-        }
-        Ok(out)
+        self.key
+            .diffie_hellman(&X25519Public(*peer))
+            .map_err(|_| MixError::KeyAgreement)
     }
 }
 
