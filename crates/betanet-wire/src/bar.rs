@@ -426,7 +426,7 @@ mod tests {
 ///
 /// The full body is the head's `b` followed by every byte after the head until the stream's
 /// FIN. A sender with a small body puts it all in `b`; a streaming sender puts an empty (or
-/// first) chunk in `b` and writes the rest raw. The head is at most [`MAX_HEAD_LEN`] bytes.
+/// first) chunk in `b` and writes the rest raw. The head is at most [`stream::MAX_HEAD_LEN`] bytes.
 pub mod stream {
     use crate::WireError;
 
