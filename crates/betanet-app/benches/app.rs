@@ -6,6 +6,9 @@
 //! * `hyper_duplex_keepalive`: hyper server + client on one persistent in-process duplex pipe.
 //! * `bar_tcp_fresh_conn` / `hyper_tcp_fresh_conn`: a fresh loopback TCP connection per request.
 //! * `hyper_tcp_keepalive`: hyper on one persistent loopback TCP connection.
+//! * `bar_duplex_stream_spawned`: like `bar_duplex_stream` with the server on its own task
+//!   (the hyper variants also run server and client connection on separate tasks).
+//! * `throughput_c32/*`: 32 concurrent clients × 32 requests per iteration (requests/s).
 //!
 //! Run: `cargo bench -p betanet-app --bench app`
 
@@ -18,7 +21,7 @@ use std::time::Duration;
 use betanet_app::client::{fetch, fetch_tcp, request};
 use betanet_app::{App, Method, PeerInfo, Request, serve_stream, serve_tcp_bar};
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -117,6 +120,18 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    g.bench_function("bar_duplex_stream_spawned", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let (mut client, server) = tokio::io::duplex(16 * 1024);
+                let srv = tokio::spawn(serve_stream(app.clone(), server, PeerInfo::local()));
+                let resp = fetch(&mut client, &req, 1 << 20).await.unwrap();
+                assert_eq!(resp.body, b"hello bench");
+                srv.await.unwrap().unwrap();
+            })
+        })
+    });
+
     let mut sender = rt.block_on(async {
         let (client, server) = tokio::io::duplex(16 * 1024);
         serve_hyper(server);
@@ -173,6 +188,117 @@ fn bench(c: &mut Criterion) {
         b.iter(|| rt.block_on(hyper_get(&mut tcp_sender)))
     });
     g.finish();
+
+    // Concurrency 32, 1024 requests per iteration: requests/s under load.
+    let mut t = c.benchmark_group("throughput_c32");
+    t.throughput(Throughput::Elements(1024))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    t.bench_function("bar_duplex_stream", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..32 {
+                    let app = app.clone();
+                    let req = req.clone();
+                    set.spawn(async move {
+                        for _ in 0..32 {
+                            let (mut client, server) = tokio::io::duplex(16 * 1024);
+                            let srv =
+                                tokio::spawn(serve_stream(app.clone(), server, PeerInfo::local()));
+                            let r = fetch(&mut client, &req, 1 << 20).await.unwrap();
+                            assert_eq!(r.body, b"hello bench");
+                            srv.await.unwrap().unwrap();
+                        }
+                    });
+                }
+                while let Some(r) = set.join_next().await {
+                    r.unwrap();
+                }
+            })
+        })
+    });
+    let mut senders: Vec<Sender> = rt.block_on(async {
+        let mut v = Vec::new();
+        for _ in 0..32 {
+            let (client, server) = tokio::io::duplex(16 * 1024);
+            serve_hyper(server);
+            v.push(hyper_client(client).await);
+        }
+        v
+    });
+    t.bench_function("hyper_duplex_keepalive", |b| {
+        b.iter(|| {
+            let taken = std::mem::take(&mut senders);
+            senders = rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for mut s in taken {
+                    set.spawn(async move {
+                        for _ in 0..32 {
+                            hyper_get(&mut s).await;
+                        }
+                        s
+                    });
+                }
+                let mut back = Vec::new();
+                while let Some(r) = set.join_next().await {
+                    back.push(r.unwrap());
+                }
+                back
+            });
+        })
+    });
+    t.bench_function("bar_tcp_fresh_conn", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..32 {
+                    let req = req.clone();
+                    set.spawn(async move {
+                        for _ in 0..32 {
+                            let r = fetch_tcp(bar_addr, &req, 1 << 20).await.unwrap();
+                            assert_eq!(r.body, b"hello bench");
+                        }
+                    });
+                }
+                while let Some(r) = set.join_next().await {
+                    r.unwrap();
+                }
+            })
+        })
+    });
+    let mut tcp_senders: Vec<Sender> = rt.block_on(async {
+        let mut v = Vec::new();
+        for _ in 0..32 {
+            let s = tokio::net::TcpStream::connect(hyper_addr).await.unwrap();
+            let _ = s.set_nodelay(true);
+            v.push(hyper_client(s).await);
+        }
+        v
+    });
+    t.bench_function("hyper_tcp_keepalive", |b| {
+        b.iter(|| {
+            let taken = std::mem::take(&mut tcp_senders);
+            tcp_senders = rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for mut s in taken {
+                    set.spawn(async move {
+                        for _ in 0..32 {
+                            hyper_get(&mut s).await;
+                        }
+                        s
+                    });
+                }
+                let mut back = Vec::new();
+                while let Some(r) = set.join_next().await {
+                    back.push(r.unwrap());
+                }
+                back
+            });
+        })
+    });
+    t.finish();
 }
 
 criterion_group!(benches, bench);

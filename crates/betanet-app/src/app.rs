@@ -75,6 +75,17 @@ pub struct AppContext {
     pub service: String,
     /// Human-readable site name (dashboard title).
     pub site_name: String,
+    /// Routes and plugins, fixed when the app is shared ([`App::into_shared`]).
+    pub info: std::sync::OnceLock<SiteInfo>,
+}
+
+/// What the app serves, for the dashboard.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SiteInfo {
+    /// Installed plugins in order.
+    pub plugins: Vec<String>,
+    /// `(method, pattern)` of every route.
+    pub routes: Vec<(String, String)>,
 }
 
 struct Route {
@@ -199,6 +210,7 @@ impl App {
                 stats,
                 service: "site".to_owned(),
                 site_name: "Betanet site".to_owned(),
+                info: std::sync::OnceLock::new(),
             }),
             plugins: Vec::new(),
             limits: Limits::default(),
@@ -216,6 +228,7 @@ impl App {
                 stats: c.stats.clone(),
                 service: c.service.clone(),
                 site_name: name.to_owned(),
+                info: std::sync::OnceLock::new(),
             });
         }
     }
@@ -411,6 +424,10 @@ impl App {
     /// Shares the finished app with the servers.
     #[must_use]
     pub fn into_shared(self) -> Arc<App> {
+        let _ = self.ctx.info.set(SiteInfo {
+            plugins: self.plugins.clone(),
+            routes: self.route_list(),
+        });
         Arc::new(self)
     }
 

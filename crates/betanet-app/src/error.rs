@@ -60,6 +60,10 @@ pub enum AppError {
     /// The peer made no progress (no credit / no bytes) for this long (SPEC §10: 15 s).
     #[error("peer stalled for {0:?}")]
     Stalled(Duration),
+    /// The response was cut off after its head went out (peer gave no credit for the stall
+    /// timeout, transport error, or the body source failed); the stream is not finished.
+    #[error("response aborted after its head was sent: {0}")]
+    Aborted(#[source] std::io::Error),
     /// The peer closed the stream before a complete BAR head arrived.
     #[error("stream closed before a complete BAR head")]
     Truncated,
@@ -109,7 +113,9 @@ impl AppError {
                 status::BAD_REQUEST
             }
             AppError::TooLarge { .. } => status::BAD_REQUEST,
-            AppError::Stalled(_) | AppError::Upstream(_) => status::SERVICE_UNAVAILABLE,
+            AppError::Stalled(_) | AppError::Upstream(_) | AppError::Aborted(_) => {
+                status::SERVICE_UNAVAILABLE
+            }
             _ => status::INTERNAL_ERROR,
         }
     }
@@ -128,5 +134,25 @@ impl AppError {
             AppError::Upstream(_) => "upstream unavailable".to_owned(),
             _ => "internal error".to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn error_is_send_sync_and_maps_statuses() {
+        send_sync::<AppError>();
+        send_sync::<crate::App>();
+        assert_eq!(AppError::http(409, "x").status(), 409);
+        assert_eq!(AppError::Truncated.status(), 400);
+        assert_eq!(AppError::Stalled(Duration::from_secs(15)).status(), 503);
+        assert_eq!(
+            AppError::Metrics(std::fmt::Error).public_message(),
+            "internal error"
+        );
     }
 }

@@ -47,7 +47,7 @@ pub mod static_files;
 pub mod stats;
 pub mod templates;
 
-pub use app::{App, AppContext, Blueprint, Handler, Limits, handler};
+pub use app::{App, AppContext, Blueprint, Handler, Limits, SiteInfo, handler};
 pub use body::{Body, BodySender};
 pub use config::{AppConfig, ProxyConfig};
 pub use error::AppError;

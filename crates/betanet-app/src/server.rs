@@ -11,7 +11,8 @@
 //! 3. dispatch through the [`App`];
 //! 4. write the response head (bodies up to [`INLINE_BODY_MAX`] ride inside `b`), then the
 //!    streamed body, then FIN. If the peer gives no credit (a write makes no progress) for the
-//!    stall timeout, the exchange is aborted without FIN.
+//!    stall timeout, the exchange is aborted without FIN ([`AppError::Aborted`]; on TCP the
+//!    connection is reset so a cut body never looks complete).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -104,9 +105,18 @@ pub async fn write_response<S: AsyncWrite + Unpin>(
     };
     let framed = frame_head(&head.encode()?)?;
     write_all_timeout(stream, &framed, stall).await?;
+    let abort = |e: AppError| match e {
+        AppError::Io(io) => AppError::Aborted(io),
+        other => AppError::Aborted(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            other.to_string(),
+        )),
+    };
     while let Some(chunk) = body.next_chunk().await {
-        let chunk = chunk?;
-        write_all_timeout(stream, &chunk, stall).await?;
+        let chunk = chunk.map_err(AppError::Aborted)?;
+        write_all_timeout(stream, &chunk, stall)
+            .await
+            .map_err(abort)?;
     }
     match timeout(stall, async {
         stream.flush().await?;
@@ -114,8 +124,8 @@ pub async fn write_response<S: AsyncWrite + Unpin>(
     })
     .await
     {
-        Err(_) => Err(AppError::Stalled(stall)),
-        Ok(r) => Ok(r?),
+        Err(_) => Err(abort(AppError::Stalled(stall))),
+        Ok(r) => r.map_err(AppError::Aborted),
     }
 }
 
@@ -154,7 +164,14 @@ where
     let result = exchange(&app, &mut stream, peer).await;
     if let Err(e) = &result {
         tracing::debug!(error = %e, "BAR exchange failed");
-        app.stats().record_error(&service);
+        // Server-side failures count as errors; peer mistakes (malformed head, body too
+        // large) are 400s and were answered as such.
+        if matches!(
+            e,
+            AppError::Aborted(_) | AppError::Io(_) | AppError::Stalled(_)
+        ) {
+            app.stats().record_error(&service);
+        }
     }
     result
 }
@@ -235,12 +252,7 @@ where
             body.reserve(READ_CHUNK);
             match timeout(stall, stream.read_buf(&mut body)).await {
                 Err(_) => {
-                    app.stats().record_request(
-                        &app.context().service,
-                        &head.method,
-                        503,
-                        started.elapsed(),
-                    );
+                    // Counted once, as an error, by `serve_stream`.
                     reply_error(
                         stream,
                         status::SERVICE_UNAVAILABLE,
@@ -295,13 +307,18 @@ where
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((sock, addr)) => {
+            Ok((mut sock, addr)) => {
                 let _ = sock.set_nodelay(true);
                 let app = app.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
                     let _conn = app.stats().connection_guard(&app.context().service);
-                    let _ = serve_stream(app.clone(), sock, PeerInfo::tcp(addr)).await;
+                    let r = serve_stream(app.clone(), &mut sock, PeerInfo::tcp(addr)).await;
+                    if matches!(r, Err(AppError::Aborted(_))) {
+                        // Abort visibly: RST instead of a FIN that would look like a complete
+                        // (truncated) body.
+                        let _ = sock.set_zero_linger();
+                    }
                 });
             }
             Err(e) => {

@@ -199,9 +199,29 @@ pub struct NodeStats {
     rekeys_total: AtomicU64,
     tickets_ok: AtomicU64,
     tickets_refused: AtomicU64,
-    window: Mutex<RateWindow>,
-    lat: Mutex<LatencyRing>,
-    per_service: Mutex<BTreeMap<String, ServiceSnapshot>>,
+    live: Mutex<Live>,
+}
+
+/// Dashboard aggregates, updated under one lock per request.
+struct Live {
+    window: RateWindow,
+    lat: LatencyRing,
+    per_service: BTreeMap<String, ServiceSnapshot>,
+}
+
+impl Live {
+    fn service_entry(&mut self, service: &str) -> Option<&mut ServiceSnapshot> {
+        if !self.per_service.contains_key(service) {
+            self.per_service.insert(
+                service.to_owned(),
+                ServiceSnapshot {
+                    name: service.to_owned(),
+                    ..ServiceSnapshot::default()
+                },
+            );
+        }
+        self.per_service.get_mut(service)
+    }
 }
 
 impl std::fmt::Debug for NodeStats {
@@ -295,14 +315,16 @@ impl NodeStats {
             rekeys_total: AtomicU64::new(0),
             tickets_ok: AtomicU64::new(0),
             tickets_refused: AtomicU64::new(0),
-            window: Mutex::new(RateWindow {
-                buckets: [(u64::MAX, 0); WINDOW_SECS],
+            live: Mutex::new(Live {
+                window: RateWindow {
+                    buckets: [(u64::MAX, 0); WINDOW_SECS],
+                },
+                lat: LatencyRing {
+                    micros: Vec::with_capacity(LATENCY_SAMPLES),
+                    next: 0,
+                },
+                per_service: BTreeMap::new(),
             }),
-            lat: Mutex::new(LatencyRing {
-                micros: Vec::with_capacity(LATENCY_SAMPLES),
-                next: 0,
-            }),
-            per_service: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -341,18 +363,14 @@ impl NodeStats {
             self.client_errors_total.fetch_add(1, Ordering::Relaxed);
         }
         let sec = self.now_sec();
-        lock(&self.window).record(sec);
-        lock(&self.lat).push(took);
-        let mut per = lock(&self.per_service);
-        let e = per
-            .entry(service.to_owned())
-            .or_insert_with(|| ServiceSnapshot {
-                name: service.to_owned(),
-                ..ServiceSnapshot::default()
-            });
-        e.requests += 1;
-        if server_error {
-            e.errors += 1;
+        let mut live = lock(&self.live);
+        live.window.record(sec);
+        live.lat.push(took);
+        if let Some(e) = live.service_entry(service) {
+            e.requests += 1;
+            if server_error {
+                e.errors += 1;
+            }
         }
     }
 
@@ -360,13 +378,9 @@ impl NodeStats {
     pub fn record_error(&self, service: &str) {
         self.errors.get_or_create(&Self::svc(service)).inc();
         self.errors_total.fetch_add(1, Ordering::Relaxed);
-        let mut per = lock(&self.per_service);
-        per.entry(service.to_owned())
-            .or_insert_with(|| ServiceSnapshot {
-                name: service.to_owned(),
-                ..ServiceSnapshot::default()
-            })
-            .errors += 1;
+        if let Some(e) = lock(&self.live).service_entry(service) {
+            e.errors += 1;
+        }
     }
 
     /// Counts an open connection until the guard drops.
@@ -438,7 +452,8 @@ impl NodeStats {
     #[must_use]
     pub fn snapshot(&self) -> StatsSnapshot {
         let now = self.now_sec();
-        let series = lock(&self.window).series(now);
+        let live = lock(&self.live);
+        let series = live.window.series(now);
         let last5: u64 = series.iter().rev().skip(1).take(5).sum();
         let secs = now.clamp(1, 5) as f64;
         StatsSnapshot {
@@ -450,11 +465,11 @@ impl NodeStats {
             client_errors_total: self.client_errors_total.load(Ordering::Relaxed),
             rps: last5 as f64 / secs,
             rps_series: series,
-            latency_ms: lock(&self.lat).summary(),
+            latency_ms: live.lat.summary(),
             rekeys: self.rekeys_total.load(Ordering::Relaxed),
             tickets_admitted: self.tickets_ok.load(Ordering::Relaxed),
             tickets_refused: self.tickets_refused.load(Ordering::Relaxed),
-            services: lock(&self.per_service).values().cloned().collect(),
+            services: live.per_service.values().cloned().collect(),
         }
     }
 }

@@ -204,7 +204,7 @@ mod tests {
         );
         // Built-in until a root provides the same name.
         let snap = crate::stats::NodeStats::new().snapshot();
-        let ctx = serde_json::json!({"site_name": "S", "snapshot_json": "{}", "snapshot": snap});
+        let ctx = serde_json::json!({"site_name": "S", "snapshot_json": "{}", "snapshot": snap, "info": crate::app::SiteInfo::default()});
         assert!(
             t.render("betanet/dashboard.html", &ctx)
                 .unwrap()

@@ -215,6 +215,14 @@ async fn plugin_selection_metrics_and_dashboard() {
     assert!(page.contains("Test &lt;Site&gt;"));
     assert!(page.contains("/dashboard/api/stats"));
     assert!(
+        page.contains("<code>&#x2f;hello&#x2f;{name}</code>"),
+        "routes panel"
+    );
+    assert!(
+        page.contains("<span class=\"chip\">metrics</span>"),
+        "plugins chips"
+    );
+    assert!(
         !page.contains("http://") && !page.contains("https://"),
         "no external assets"
     );

@@ -37,6 +37,15 @@ fn demo_app() -> App {
         Ok::<_, betanet_app::AppError>(betanet_app::json(&serde_json::json!({"got": v})))
     })
     .unwrap();
+    app.get("/broken", |_r: Request| async move {
+        let (tx, body) = Body::channel(2);
+        tokio::spawn(async move {
+            assert!(tx.send(Bytes::from(vec![7u8; 200_000])).await);
+            tx.abort(std::io::Error::other("source failed")).await;
+        });
+        Response::with_body("application/octet-stream", body)
+    })
+    .unwrap();
     app.get("/big", |_r: Request| async move {
         let (tx, body) = Body::channel(4);
         tokio::spawn(async move {
@@ -189,4 +198,62 @@ async fn serve_stream_over_duplex() {
     let snap = app.stats().snapshot();
     assert_eq!(snap.streams, 0);
     assert_eq!(snap.requests_total, 1);
+}
+
+#[tokio::test]
+async fn failing_body_source_resets_instead_of_finishing() {
+    let (addr, app) = start(demo_app()).await;
+    let r =
+        betanet_app::client::fetch_tcp(addr, &request(Method::Get, "/broken", Vec::new()), 1 << 20)
+            .await;
+    assert!(
+        r.is_err(),
+        "a cut body must not look complete: {:?}",
+        r.map(|r| r.body.len())
+    );
+    let mut ok = false;
+    for _ in 0..100 {
+        if app.stats().snapshot().errors_total >= 1 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ok);
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Arbitrary inbound bytes: the server answers (or closes) and never panics; any
+        /// answer it gives is a well-formed BAR response with a 4xx status.
+        #[test]
+        fn arbitrary_inbound_bytes_get_a_clean_answer(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let app = demo_app().into_shared();
+                let (mut client, server) = tokio::io::duplex(1 << 16);
+                let input = data.clone();
+                let client_side = async move {
+                    client.write_all(&input).await.unwrap();
+                    client.shutdown().await.unwrap();
+                    let mut out = Vec::new();
+                    client.read_to_end(&mut out).await.unwrap();
+                    out
+                };
+                let (served, out) = tokio::join!(serve_stream(app, server, PeerInfo::local()), client_side);
+                if data.is_empty() {
+                    assert!(served.is_ok());
+                    assert!(out.is_empty());
+                } else if !out.is_empty() {
+                    let mut cur = std::io::Cursor::new(out);
+                    let r = read_response(&mut cur, 1 << 20).await.unwrap();
+                    assert!((400..500).contains(&r.status), "status {}", r.status);
+                }
+            });
+        }
+    }
 }

@@ -55,6 +55,7 @@ error_log $WORK/ngx/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  keepalive_requests 1000000; keepalive_timeout 300s;
   client_body_temp_path $WORK/ngx; proxy_temp_path $WORK/ngx;
   fastcgi_temp_path $WORK/ngx; uwsgi_temp_path $WORK/ngx; scgi_temp_path $WORK/ngx;
   upstream backend_ka { server $HTTP; keepalive 64; }

@@ -261,9 +261,18 @@ where
 {
     let encoded = head.encode().map_err(|_| ExchangeError::BadResponse)?;
     let framed = bar::stream::frame_head(&encoded).map_err(|_| ExchangeError::BadResponse)?;
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let (abort_tx, mut abort_rx) = tokio::sync::oneshot::channel::<()>();
+    let (rd, mut wr) = tokio::io::split(stream);
+    let (abort_tx, abort_rx) = tokio::sync::oneshot::channel::<()>();
     let body_timeout = limits.body_timeout;
+    if body.is_end_stream() {
+        // No request body (GET and friends): write the head and FIN inline, no pump task.
+        wr.write_all(&framed)
+            .await
+            .map_err(ExchangeError::Upstream)?;
+        wr.shutdown().await.map_err(ExchangeError::Upstream)?;
+        drop(abort_tx);
+        return read_response(rd, None, abort_rx, limits, started, bodyless, latency).await;
+    }
     let pump = tokio::spawn(async move {
         let mut body = body;
         let r: io::Result<()> = async {
@@ -294,6 +303,25 @@ where
         // early FIN on failure; dropping `wr` here is fine on success.
         r
     });
+    read_response(rd, Some(pump), abort_rx, limits, started, bodyless, latency).await
+}
+
+type Pump = tokio::task::JoinHandle<io::Result<()>>;
+
+async fn read_response(
+    mut rd: tokio::io::ReadHalf<BoxSiteStream>,
+    pump: Option<Pump>,
+    mut abort_rx: tokio::sync::oneshot::Receiver<()>,
+    limits: ExchangeLimits,
+    started: Instant,
+    bodyless: bool,
+    latency: &prometheus_client::metrics::histogram::Histogram,
+) -> Result<Response<GwBody>, ExchangeError> {
+    let abort_pump = |p: &Option<Pump>| {
+        if let Some(p) = p {
+            p.abort();
+        }
+    };
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let read_head = async {
         loop {
@@ -319,11 +347,11 @@ where
     let (resp, rest) = match tokio::time::timeout(limits.response_timeout, read_head).await {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
-            pump.abort();
+            abort_pump(&pump);
             return Err(e);
         }
         Err(_) => {
-            pump.abort();
+            abort_pump(&pump);
             return Err(ExchangeError::Upstream(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "site response timeout",
@@ -332,20 +360,41 @@ where
     };
     latency.observe(started.elapsed().as_secs_f64());
     let Some((status, headers, exact_len)) = response_head(&resp) else {
-        pump.abort();
+        abort_pump(&pump);
         return Err(ExchangeError::BadResponse);
     };
     let exact_len = if bodyless { None } else { exact_len };
-    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
     let first = Bytes::from(resp.body);
     let rest = rest.freeze();
+    let complete = match exact_len {
+        Some(n) => first.len() as u64 + rest.len() as u64 == n,
+        None => bodyless,
+    };
+    if pump.is_none() && complete {
+        // Small response already complete: no streaming task needed.
+        let body = if rest.is_empty() {
+            first
+        } else if first.is_empty() {
+            rest
+        } else {
+            let mut b = BytesMut::with_capacity(first.len() + rest.len());
+            b.extend_from_slice(&first);
+            b.extend_from_slice(&rest);
+            b.freeze()
+        };
+        let mut r = Response::new(full(body));
+        *r.status_mut() = status;
+        *r.headers_mut() = headers;
+        return Ok(r);
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
     tokio::spawn(async move {
         let mut sent: u64 = 0;
         for b in [first, rest] {
             if !b.is_empty() {
                 sent += b.len() as u64;
                 if tx.send(Ok(b)).await.is_err() {
-                    pump.abort();
+                    abort_pump(&pump);
                     return;
                 }
             }
@@ -384,19 +433,21 @@ where
                     let chunk = buf.split().freeze();
                     sent += chunk.len() as u64;
                     if tx.send(Ok(chunk)).await.is_err() {
-                        pump.abort();
+                        abort_pump(&pump);
                         return;
                     }
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
-                    pump.abort();
+                    abort_pump(&pump);
                     return;
                 }
             }
         }
         // The response is complete; the request side may still be finishing.
-        let _ = pump.await;
+        if let Some(p) = pump {
+            let _ = p.await;
+        }
     });
     let mut builder = Response::builder().status(status);
     if let Some(h) = builder.headers_mut() {

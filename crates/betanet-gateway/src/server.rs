@@ -74,6 +74,7 @@ struct Shared {
     require_voucher: bool,
     voucher_header: HeaderName,
     header_timeout: Duration,
+    blocking_admission: bool,
     max_header_bytes: usize,
     max_form: usize,
     exchange: ExchangeLimits,
@@ -166,7 +167,10 @@ fn build_verifier(config: &GatewayConfig) -> Result<(Verifier, Option<Vouchers>)
     let store: Box<dyn ReplayStore + Send> = match &t.replay_db {
         Some(p) => {
             let mut s = RedbReplayStore::open(p)?;
-            s.set_durability(ReplayDurability::AtPrune);
+            s.set_durability(match t.replay_durability {
+                crate::config::ReplayFsync::Immediate => ReplayDurability::Immediate,
+                crate::config::ReplayFsync::Batched => ReplayDurability::AtPrune,
+            });
             db = Some(s.database().clone());
             Box::new(s)
         }
@@ -246,6 +250,7 @@ impl Gateway {
             require_voucher: config.require_voucher,
             voucher_header,
             header_timeout: config.limits.header_timeout(),
+            blocking_admission: config.ticket.replay_db.is_some(),
             max_header_bytes: config.limits.max_header_bytes,
             max_form: config.limits.max_form_body_bytes,
             exchange: ExchangeLimits {
@@ -533,7 +538,7 @@ where
     let deadline = tokio::time::Instant::now() + shared.header_timeout;
     let mut buf = BytesMut::with_capacity(4096);
     loop {
-        let admitted = {
+        let candidate = {
             let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let (class, head) = parse_first(&buf, shared.max_form, &mut hdrs);
             match class {
@@ -554,24 +559,22 @@ where
                         query: None,
                         content_type: None,
                     });
-                    let treq = TicketRequest {
-                        cookies: &head.cookies,
-                        query: head.query,
-                        content_type: head.content_type,
-                        body: body.and_then(|(a, b)| buf.get(a..b)),
-                    };
-                    if admit(&shared, &treq, peer) {
-                        Some(true)
-                    } else {
-                        shared.metrics.request("decoy");
-                        return decoy_conn(shared, buf.freeze(), s, peer).await;
-                    }
+                    Some(OwnedTicketRequest {
+                        cookies: head.cookies.iter().map(|c| (*c).to_owned()).collect(),
+                        query: head.query.map(str::to_owned),
+                        content_type: head.content_type.map(str::to_owned),
+                        body: body.and_then(|(a, b)| buf.get(a..b)).map(<[u8]>::to_vec),
+                    })
                 }
             }
         };
-        if let Some(admitted) = admitted {
+        if let Some(treq) = candidate {
+            if !admit_async(&shared, treq, peer).await {
+                shared.metrics.request("decoy");
+                return decoy_conn(shared, buf.freeze(), s, peer).await;
+            }
             let io = Prefixed::new(buf.freeze(), s);
-            return serve_http(shared, io, peer, admitted).await;
+            return serve_http(shared, io, peer, true).await;
         }
         if buf.len() > shared.max_header_bytes + shared.max_form {
             shared.metrics.admission("oversize_head");
@@ -595,6 +598,37 @@ where
                 return;
             }
         }
+    }
+}
+
+/// The ticket-bearing parts of a request, owned (so admission can run on the blocking pool
+/// when every admission is an fsynced redb commit).
+struct OwnedTicketRequest {
+    cookies: Vec<String>,
+    query: Option<String>,
+    content_type: Option<String>,
+    body: Option<Vec<u8>>,
+}
+
+fn admit_owned(shared: &Shared, r: &OwnedTicketRequest, peer: SocketAddr) -> bool {
+    let cookies: Vec<&str> = r.cookies.iter().map(String::as_str).collect();
+    let treq = TicketRequest {
+        cookies: &cookies,
+        query: r.query.as_deref(),
+        content_type: r.content_type.as_deref(),
+        body: r.body.as_deref(),
+    };
+    admit(shared, &treq, peer)
+}
+
+async fn admit_async(shared: &Arc<Shared>, r: OwnedTicketRequest, peer: SocketAddr) -> bool {
+    if shared.blocking_admission {
+        let sh = shared.clone();
+        tokio::task::spawn_blocking(move || admit_owned(&sh, &r, peer))
+            .await
+            .unwrap_or(false)
+    } else {
+        admit_owned(shared, &r, peer)
     }
 }
 
@@ -653,7 +687,10 @@ where
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(max_hdr)
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        // Dead or silent h2 peers are dropped (PING every 30 s, 10 s to answer).
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
     let _ = b.serve_connection(TokioIo::new(io), svc).await;
 }
 
@@ -664,19 +701,19 @@ async fn handle_request(
     flag: Arc<AtomicBool>,
 ) -> Response<GwBody> {
     if !flag.load(Ordering::Relaxed) {
-        let cookies: Vec<&str> = req
-            .headers()
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let treq = TicketRequest {
-            cookies: &cookies,
-            query: req.uri().query(),
+        let treq = OwnedTicketRequest {
+            cookies: req
+                .headers()
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .collect(),
+            query: req.uri().query().map(str::to_owned),
             content_type: None,
             body: None,
         };
-        if admit(&shared, &treq, peer) {
+        if admit_async(&shared, treq, peer).await {
             flag.store(true, Ordering::Relaxed);
         } else {
             shared.metrics.request("decoy");

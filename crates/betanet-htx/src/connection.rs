@@ -474,11 +474,6 @@ impl Connection {
         self.state == State::Closed
     }
 
-    #[doc(hidden)]
-    pub fn pool_debug(&self) -> (usize, u64, u64, u64) {
-        (self.pool.free.len(), self.pool.misses, self.pool.returned, self.pool.rejected)
-    }
-
     /// Drops pooled I/O buffers (call when the connection has been idle for a while).
     pub fn release_buffers(&mut self) {
         self.pool.free = Vec::new();
@@ -684,7 +679,7 @@ impl Connection {
             return Err(ProtocolViolation::malformed("frame before keys"));
         };
         // Only STREAM data outlives this call; small control frames use a plain allocation.
-        let mut body = if frame.ty == FrameType::Stream && frame.body.len() > 4096 {
+        let mut body = if frame.ty == FrameType::Stream && frame.body.len() >= POOL_BUF / 2 {
             self.pool.get()
         } else {
             BytesMut::with_capacity(frame.body.len())

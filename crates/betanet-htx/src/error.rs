@@ -151,9 +151,6 @@ pub enum StreamError {
     /// Every stream id of our parity has been used.
     #[error("stream ids exhausted")]
     IdsExhausted,
-    /// Too many streams are open at once (local limit).
-    #[error("too many open streams")]
-    TooManyStreams,
 }
 
 /// Errors while creating a connection.

@@ -715,3 +715,45 @@ fn legacy_1_1_framing_end_to_end() {
     p.drive();
     assert!(p.client.is_closed() && p.server.is_closed());
 }
+
+#[test]
+fn rekey_by_bytes() {
+    let cfg = Config {
+        rekey_bytes: 100_000,
+        ..quiet()
+    };
+    let mut p = Pair::connected(cfg.clone(), cfg);
+    let data = pattern(1 << 20, 8);
+    assert!(transfer(&mut p, &data, 10_000).0 == data);
+    let r = p.client.stats().rekeys_sent;
+    assert!(
+        (6..=9).contains(&r),
+        "{r} rekeys for 1 MiB at 100 kB per key"
+    );
+}
+
+#[test]
+fn stop_reading_keeps_credit_flowing() {
+    let mut p = Pair::connected(quiet(), quiet());
+    let id = p.client.open_stream().unwrap();
+    assert_eq!(p.client.write(id, &[1u8; 40_000]).unwrap(), 32_768);
+    p.drive();
+    p.server.stop_reading(id).unwrap();
+    p.drive();
+    // The discarded bytes were credited back: the writer can go on, and nothing piles up.
+    let mut sent = 32_768;
+    for _ in 0..100 {
+        sent += p.client.write(id, &[2u8; 50_000]).unwrap();
+        p.drive();
+    }
+    assert!(sent > 2_000_000, "{sent}");
+    assert_eq!(p.server.readable_bytes(id), 0);
+    p.client.finish(id).unwrap();
+    p.server.finish(id).unwrap();
+    p.drive();
+    assert_eq!(
+        p.server.stream_count(),
+        0,
+        "stream forgotten once both halves ended"
+    );
+}

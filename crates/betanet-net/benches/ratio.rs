@@ -30,7 +30,15 @@ fn main() {
             .unwrap_or_default();
         println!("tcp12 single stream best of 10: {:.0} MiB/s", mibs(best));
         let (cs, ss) = (c.stats().htx, s.stats().htx);
-        println!("frames {} / {}, buffers allocated {} / {}, reused {} / {}", cs.frames_sent, ss.frames_received, cs.buffer_allocs, ss.buffer_allocs, cs.buffer_reuses, ss.buffer_reuses);
+        println!(
+            "frames {} / {}, buffers allocated {} / {}, reused {} / {}",
+            cs.frames_sent,
+            ss.frames_received,
+            cs.buffer_allocs,
+            ss.buffer_allocs,
+            cs.buffer_reuses,
+            ss.buffer_reuses
+        );
         return;
     }
     let (c12, s12) = rt.block_on(pair(Transport::Tcp12));

@@ -6,15 +6,18 @@
 //! * One driver task per connection owns the transport; handles share the engine through a
 //!   mutex (quinn's design) so a write is bounded by flow-control credit and wakes the driver.
 //! * [`Stream`] implements `AsyncRead + AsyncWrite`; `shutdown` sends FIN.
-//! * Carriages ([`Transport`]): `tcp12` (handshake and frames straight on TCP) and `tls`
+//! * Carriages ([`Transport`]): `tcp12` (handshake and frames straight on TCP), `tls`
 //!   (TLS 1.3 via rustls, HTTP/2 via h2, HTX inside one streaming POST with an access ticket,
-//!   decoy answers for everything else, TLS exporter bound into the Noise prologue). Client
-//!   TLS sits behind [`tls::ClientTls`] so a browser-identical ClientHello can be plugged in.
+//!   decoy answers for everything else, TLS exporter bound into the Noise prologue, later
+//!   requests checked against a fresh `BN-Ticket`) and the opt-in legacy `tcp11` framing.
+//!   Client TLS sits behind [`tls::ClientTls`] so a browser-identical ClientHello can be
+//!   plugged in.
 //! * [`cli`]: the `echo-server` and `stream` commands as library functions.
 //!
 //! What it is **not**: no protocol logic (frames, flow control, keys live in `betanet-htx`,
-//! `betanet-wire`, `betanet-crypto`). Not yet here: QUIC/HTTP/3, the `tcp11` legacy framing,
-//! origin calibration and connection pools.
+//! `betanet-wire`, `betanet-crypto`). Not yet here: QUIC/HTTP/3, origin calibration,
+//! connection pools, h2 PRIORITY cover, and the full access-ticket crate (the private
+//! [`ticket`] module stands in).
 
 pub mod cli;
 mod conn;

@@ -273,13 +273,19 @@ async fn stalled_reader_does_not_slow_2000_streams() {
     }
     let base = run(false).await;
     let stalled = run(true).await;
-    let ratio = base.as_secs_f64() / stalled.as_secs_f64();
+    // Throughput of the streams that are read: 2000 of them without a stall, 1999 with one.
+    let tp_base = 2000.0 / base.as_secs_f64();
+    let tp_stalled = 1999.0 / stalled.as_secs_f64();
+    let ratio = tp_stalled / tp_base;
     eprintln!(
-        "2000 streams: {base:?} without a stalled reader, {stalled:?} with one (throughput ratio {ratio:.2})"
+        "2000 streams: {base:?} without a stalled reader, {stalled:?} with one: the others keep {:.0} % throughput",
+        100.0 * ratio
     );
+    // The target is >= 90 %; CI machines are shared, so only a gross regression fails here.
     assert!(
-        stalled < base * 2 + Duration::from_millis(500),
-        "stalled run much slower"
+        ratio >= 0.5,
+        "throughput with a stalled reader fell to {:.0} %",
+        100.0 * ratio
     );
 }
 

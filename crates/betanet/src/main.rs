@@ -1,11 +1,12 @@
 //! `betanet`: one binary for every Betanet role.
 //!
 //! This is the only crate that uses `anyhow`: it turns library errors into messages for
-//! people. Subcommands: `demo`, `keygen`, `id`, `mixnode`, `name`, `mint`, `voucher`,
+//! people. Subcommands: `demo`, `keygen`, `id`, `serve`, `mixnode`, `name`, `mint`, `voucher`,
 //! `governance`.
 
 mod demo;
 mod keyfile;
+mod serve;
 mod trust_cmds;
 
 use std::path::PathBuf;
@@ -71,6 +72,8 @@ enum Cmd {
         #[arg(long)]
         key: Option<PathBuf>,
     },
+    /// Run a site server: the app framework behind an HTX listener.
+    Serve(serve::ServeArgs),
     /// Run an L4 mixnode (layered-packet relay) from a TOML config.
     Mixnode {
         /// The config file (see config/mixnode.example.toml).
@@ -124,6 +127,13 @@ fn run() -> Result<()> {
             let path = key.unwrap_or_else(keyfile::default_key_path);
             print_id(&keyfile::read_key(&path)?);
             Ok(())
+        }
+        Cmd::Serve(args) => {
+            let dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(keyfile::default_data_dir);
+            runtime()?.block_on(serve::run(args, &dir))
         }
         Cmd::Mixnode { config } => runtime()?.block_on(async {
             betanet_mix::node::run_from_config_file(&config)

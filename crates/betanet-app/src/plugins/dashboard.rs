@@ -30,6 +30,7 @@ impl Plugin for DashboardPlugin {
                     "site_name": ctx.site_name,
                     "snapshot_json": json,
                     "snapshot": snap,
+                    "info": ctx.info.get().cloned().unwrap_or_default(),
                 }),
             )
             .with_header("cache-control", "no-store")

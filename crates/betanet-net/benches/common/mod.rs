@@ -26,8 +26,16 @@ pub fn rt() -> Runtime {
 }
 
 pub fn htx() -> HtxConfig {
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     HtxConfig {
         cover: CoverConfig::off(),
+        max_stream_window: env("BETANET_BENCH_STREAM_WINDOW", 4 << 20),
+        max_conn_window: env("BETANET_BENCH_CONN_WINDOW", 16 << 20),
         ..HtxConfig::default()
     }
 }
