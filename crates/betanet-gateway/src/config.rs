@@ -83,11 +83,24 @@ pub struct DecoyConfig {
 }
 
 /// The site server (BAR over a byte stream).
+///
+/// With `public_key` set the gateway reaches the site over HTX (`betanet serve`), on
+/// `pool_size` multiplexed connections; without it, over BAR/TCP (`betanet serve
+/// --bar-listen`, development only).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
-    /// Address of a site server speaking BAR over TCP (`betanet_app::serve_tcp_bar`).
+    /// Address of the site server (its HTX listener, or its BAR/TCP listener).
     pub addr: SocketAddr,
+    /// The site's Ed25519 public key (64 hex digits, printed by `betanet serve`): selects HTX.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// HTX carriage towards the site: `tcp12` (default) or `tcp11`.
+    #[serde(default = "default_site_transport")]
+    pub transport: String,
+    /// HTX connections kept to the site (streams are multiplexed on them).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
     /// Connect timeout, ms.
     #[serde(default = "default_connect_ms")]
     pub connect_timeout_ms: u64,
@@ -97,6 +110,13 @@ pub struct SiteConfig {
     /// Health-check interval, ms.
     #[serde(default = "default_health_ms")]
     pub health_interval_ms: u64,
+}
+
+fn default_site_transport() -> String {
+    "tcp12".to_owned()
+}
+fn default_pool_size() -> usize {
+    2
 }
 
 fn default_connect_ms() -> u64 {
@@ -267,6 +287,27 @@ impl GatewayConfig {
 
     /// Semantic checks; every error names the key and the fix.
     pub fn validate(&self) -> Result<(), GatewayError> {
+        if let Some(pk) = &self.site.public_key {
+            hex_array::<32>(
+                "site.public_key",
+                pk,
+                "use the `public key` line that `betanet serve` prints (64 hex digits)",
+            )?;
+        }
+        if !matches!(self.site.transport.as_str(), "tcp12" | "tcp11") {
+            return Err(GatewayError::config(
+                "site.transport",
+                format!("unknown HTX carriage {:?}", self.site.transport),
+                "use \"tcp12\" (default) or \"tcp11\"",
+            ));
+        }
+        if self.site.pool_size == 0 || self.site.pool_size > 64 {
+            return Err(GatewayError::config(
+                "site.pool_size",
+                "must be between 1 and 64",
+                "2 connections are plenty: streams are multiplexed",
+            ));
+        }
         match (&self.decoy.origin, &self.decoy.static_dir) {
             (Some(_), Some(_)) | (None, None) => {
                 return Err(GatewayError::config(

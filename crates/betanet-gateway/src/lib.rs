@@ -26,6 +26,7 @@ pub mod barmap;
 pub mod config;
 pub mod decoy;
 mod error;
+pub mod htx;
 pub mod metrics;
 pub mod prefixed;
 pub mod server;
@@ -34,7 +35,8 @@ pub mod upstream;
 
 pub use config::GatewayConfig;
 pub use error::GatewayError;
+pub use htx::HtxConnector;
 pub use metrics::Metrics;
-pub use server::{FirstBytes, Gateway, classify_first_bytes, run_gateway};
+pub use server::{FirstBytes, Gateway, classify_first_bytes, run_gateway, site_connector};
 pub use tools::{new_site_ticket_key, ticket_examples};
 pub use upstream::{BoxSiteStream, SiteConnector, SiteStream, TcpBarConnector, Upstream};

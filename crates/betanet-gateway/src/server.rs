@@ -336,11 +336,37 @@ impl Gateway {
 
 /// Runs the gateway from a config until Ctrl-C (the `betanet gateway --config FILE` command).
 pub async fn run_gateway(config: GatewayConfig) -> Result<(), GatewayError> {
-    let connector = Arc::new(TcpBarConnector::new(config.site.addr));
-    let gw = Gateway::start(config, connector).await?;
+    let gw = Gateway::start(config.clone(), site_connector(&config)?).await?;
     let r = tokio::signal::ctrl_c().await;
     gw.shutdown().await;
     r.map_err(|e| GatewayError::io("waiting for Ctrl-C", e))
+}
+
+/// The connector `site` asks for: HTX when `site.public_key` is set, else BAR over TCP.
+pub fn site_connector(config: &GatewayConfig) -> Result<Arc<dyn SiteConnector>, GatewayError> {
+    let Some(pk) = &config.site.public_key else {
+        return Ok(Arc::new(TcpBarConnector::new(config.site.addr)));
+    };
+    let remote = crate::config::hex_array::<32>("site.public_key", pk, "64 hex digits")?;
+    let remote = betanet_crypto::sign::VerifyingKey::from_bytes(&remote).map_err(|_| {
+        GatewayError::config(
+            "site.public_key",
+            "not an Ed25519 public key",
+            "copy the `public key` line that `betanet serve` prints",
+        )
+    })?;
+    let transport = if config.site.transport == "tcp11" {
+        betanet_net::Transport::Tcp11
+    } else {
+        betanet_net::Transport::Tcp12
+    };
+    Ok(Arc::new(crate::htx::HtxConnector::new(
+        config.site.addr.to_string(),
+        remote,
+        betanet_crypto::sign::SigningKey::generate(&mut rand_core::OsRng),
+        transport,
+        config.site.pool_size,
+    )))
 }
 
 async fn serve_metrics(l: TcpListener, metrics: Arc<Metrics>) {

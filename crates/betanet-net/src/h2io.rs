@@ -36,27 +36,39 @@ fn h2_err(e: h2::Error) -> io::Error {
 }
 
 impl AsyncRead for H2Io {
+    /// Fills as much of `buf` as the DATA frames already received allow (HTTP/2 delivers
+    /// 16 KiB frames; handing them to the engine one by one costs a wake-up each).
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let mut copied = false;
         loop {
             if !this.pending.is_empty() {
                 let n = this.pending.len().min(buf.remaining());
                 buf.put_slice(this.pending.get(..n).unwrap_or_default());
                 this.pending.advance(n);
                 let _ = this.recv.flow_control().release_capacity(n);
-                return Poll::Ready(Ok(()));
+                copied = true;
+                if buf.remaining() == 0 {
+                    return Poll::Ready(Ok(()));
+                }
             }
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
-            match ready!(this.recv.poll_data(cx)) {
-                Some(Ok(b)) => this.pending = b,
-                Some(Err(e)) => return Poll::Ready(Err(h2_err(e))),
-                None => this.eof = true,
+            match this.recv.poll_data(cx) {
+                Poll::Ready(Some(Ok(b))) => this.pending = b,
+                Poll::Ready(Some(Err(e))) if !copied => return Poll::Ready(Err(h2_err(e))),
+                Poll::Ready(Some(Err(_))) => return Poll::Ready(Ok(())),
+                Poll::Ready(None) => {
+                    this.eof = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending if copied => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
             }
         }
     }

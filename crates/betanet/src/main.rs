@@ -1,7 +1,8 @@
 //! `betanet`: one binary for every Betanet role.
 //!
 //! This is the only crate that uses `anyhow`: it turns library errors into messages for
-//! people. Subcommands: `demo`, `keygen`, `id`, `serve`, `mixnode`, `name`, `mint`, `voucher`,
+//! people. Subcommands: `demo`, `keygen`, `id`, `serve`, `gateway`, `ticket`,
+//! `ticket-keygen`, `mixnode`, `name`, `mint`, `voucher`,
 //! `governance`.
 
 mod demo;
@@ -74,6 +75,24 @@ enum Cmd {
     },
     /// Run a site server: the app framework behind an HTX listener.
     Serve(serve::ServeArgs),
+    /// Run the HTTP(S) front: decoy for everyone, ticket/voucher admission, forwarding to the
+    /// site server over HTX.
+    Gateway {
+        /// The config file (see config/gateway.example.toml).
+        #[arg(long, env = "BETANET_GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print ready cookie/query/body access-ticket examples for a site.
+    Ticket {
+        /// The site's ticket public key (X25519, 64 hex digits).
+        ticket_pub_hex: String,
+        /// The site's ticket key id (16 hex digits).
+        ticket_key_id_hex: String,
+        /// The site's name or base URL (e.g. https://example.org).
+        site_name: String,
+    },
+    /// Create a site's ticket key pair and key id (the [ticket] table of the gateway config).
+    TicketKeygen,
     /// Run an L4 mixnode (layered-packet relay) from a TOML config.
     Mixnode {
         /// The config file (see config/mixnode.example.toml).
@@ -134,6 +153,39 @@ fn run() -> Result<()> {
                 .clone()
                 .unwrap_or_else(keyfile::default_data_dir);
             runtime()?.block_on(serve::run(args, &dir))
+        }
+        Cmd::Gateway { config } => {
+            let cfg = betanet_gateway::GatewayConfig::load(&config)
+                .with_context(|| format!("gateway config {}", config.display()))?;
+            runtime()?.block_on(async {
+                println!("gateway     listening on {} (Ctrl-C to stop)", cfg.listen);
+                betanet_gateway::run_gateway(cfg)
+                    .await
+                    .context("gateway stopped")
+            })
+        }
+        Cmd::Ticket {
+            ticket_pub_hex,
+            ticket_key_id_hex,
+            site_name,
+        } => {
+            let out =
+                betanet_gateway::ticket_examples(&ticket_pub_hex, &ticket_key_id_hex, &site_name)?;
+            print!("{out}");
+            Ok(())
+        }
+        Cmd::TicketKeygen => {
+            let (secret, public, key_id) = betanet_gateway::new_site_ticket_key()?;
+            println!("# gateway config (keep secret):");
+            println!(
+                "[ticket]\nsecret_hex = \"{}\"\nkey_id_hex = \"{key_id}\"",
+                secret.as_str()
+            );
+            println!();
+            println!("# publish to clients:");
+            println!("ticket_pub  {public}\nkey_id      {key_id}");
+            println!("# examples: betanet ticket {public} {key_id} <site>");
+            Ok(())
         }
         Cmd::Mixnode { config } => runtime()?.block_on(async {
             betanet_mix::node::run_from_config_file(&config)

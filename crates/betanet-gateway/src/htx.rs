@@ -1,0 +1,91 @@
+//! [`HtxConnector`]: BAR exchanges on multiplexed HTX streams (`betanet-net`) to a site server
+//! (`betanet serve`), over a small pool of authenticated connections that are re-dialed when
+//! they close.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use betanet_crypto::identity::PeerId;
+use betanet_crypto::sign::{SigningKey, VerifyingKey};
+use betanet_net::{ClientConfig, Connection, Transport, dial};
+use tokio::sync::Mutex;
+
+use crate::upstream::{BoxSiteStream, OpenFuture, SiteConnector};
+
+/// Opens one HTX stream per BAR exchange on one of `pool_size` pooled connections.
+pub struct HtxConnector {
+    addr: String,
+    remote: VerifyingKey,
+    cfg: ClientConfig,
+    pool: Vec<Mutex<Option<Connection>>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for HtxConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HtxConnector")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HtxConnector {
+    /// A connector to the site at `addr` whose identity is `remote`, dialing as `identity`.
+    pub fn new(
+        addr: String,
+        remote: VerifyingKey,
+        identity: SigningKey,
+        transport: Transport,
+        pool_size: usize,
+    ) -> Self {
+        let mut cfg = ClientConfig::new(identity);
+        cfg.transport = transport;
+        HtxConnector {
+            addr,
+            remote,
+            cfg,
+            pool: (0..pool_size.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    async fn open_stream(&self) -> io::Result<BoxSiteStream> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
+        let slot = self
+            .pool
+            .get(i)
+            .ok_or_else(|| io::Error::other("empty pool"))?;
+        let mut conn = slot.lock().await;
+        if let Some(c) = conn.as_ref() {
+            match c.open_stream() {
+                Ok(s) => return Ok(Box::new(s)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "pooled HTX connection unusable; re-dialing");
+                    *conn = None;
+                }
+            }
+        }
+        let c = dial(&self.addr, &self.remote, &self.cfg)
+            .await
+            .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e.to_string()))?;
+        let s = c
+            .open_stream()
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        *conn = Some(c);
+        Ok(Box::new(s))
+    }
+}
+
+impl SiteConnector for HtxConnector {
+    fn open(&self) -> OpenFuture<'_> {
+        Box::pin(self.open_stream())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "htx://{} ({})",
+            self.addr,
+            PeerId::from_ed25519(&self.remote)
+        )
+    }
+}
