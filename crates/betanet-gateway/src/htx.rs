@@ -49,6 +49,13 @@ impl HtxConnector {
         }
     }
 
+    /// Sets the post-quantum mode of the inner handshake (hybrid by default).
+    #[must_use]
+    pub fn with_pq(mut self, pq: betanet_net::PqMode) -> Self {
+        self.cfg.pq = pq;
+        self
+    }
+
     async fn open_stream(&self) -> io::Result<BoxSiteStream> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
         let slot = self

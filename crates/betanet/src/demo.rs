@@ -1,25 +1,47 @@
-//! `betanet demo`: a complete local exchange on loopback with what exists so far.
+//! `betanet demo`: a complete local Betanet on loopback, from one command and no config.
 //!
-//! Two nodes with fresh Ed25519 identities meet over a real TCP socket on 127.0.0.1 (`tcp12`
-//! carriage): the inner Noise XK handshake with the ML-KEM-768 hybrid, then HTX 1.2 STREAM
-//! frames carrying the requested amount of data with a KEY_UPDATE every 1024 frames, and the
-//! responder answers with the SHA-256 of everything it received, which the initiator checks.
+//! * a **site server** (`betanet-app` with the dashboard and metrics plugins) behind an HTX
+//!   listener (`tcp12`, Noise XK + ML-KEM-768, multiplexed streams);
+//! * a **gateway** in front of it: an ordinary-looking website (a static decoy page) for
+//!   everyone, and — for a request with a valid access ticket — the door to the site, reached
+//!   over pooled HTX connections;
+//! * **mixnodes** (3 by default) with a 3-hop packet sent through them as a check.
+//!
+//! It prints the dashboard URL with a single-use ticket, checks the whole path itself
+//! (admitted request → 200 through gateway and HTX; request without a ticket → the decoy), and
+//! runs until Ctrl-C (or exits after the check with `--check`).
 
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::thread;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use betanet_crypto::handshake::{Established, HandshakeConfig, Initiator, PqMode, Responder};
-use betanet_crypto::hash::Sha256;
+use betanet_app::{App, AppConfig, NodeStats, PluginRegistry};
 use betanet_crypto::identity::{NodeId, PeerId};
-use betanet_crypto::schedule::{FrameOpener, FrameSealer};
 use betanet_crypto::sign::SigningKey;
-use betanet_wire::frame::{FrameHeader, FrameType, HEADER_LEN, MAX_STREAM_DATA, StreamPayload};
-use bytes::Bytes;
+use betanet_gateway::{Gateway, GatewayConfig, HtxConnector};
+use betanet_net::{PqMode, ServerConfig, Transport};
+use betanet_ticket::ticket::{RenderedCarrier, SiteInfo, make_ticket};
+use betanet_ticket::{Carrier, CarrierPolicy, SiteTicketKey};
 
-const REKEY_EVERY: u64 = 1024;
+/// Options of `betanet demo`.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Gateway port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Number of mixnodes to start (0 = none).
+    #[arg(long, default_value_t = 3)]
+    pub mixnodes: usize,
+    /// Use the classic (X25519-only) inner handshake instead of the ML-KEM-768 hybrid.
+    #[arg(long)]
+    pub classic: bool,
+    /// Exit after the self-check instead of running until Ctrl-C.
+    #[arg(long)]
+    pub check: bool,
+}
 
 fn now_unix() -> u64 {
     SystemTime::now()
@@ -28,203 +50,222 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-fn read_prefixed(r: &mut impl Read) -> Result<Vec<u8>> {
-    let mut len = [0u8; 2];
-    r.read_exact(&mut len)?;
-    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    r.read_exact(&mut msg)?;
-    Ok(msg)
+const DECOY_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<title>Rosemary &amp; Rye — bakery</title></head>\n<body style=\"font-family:Georgia,serif;\
+max-width:40em;margin:4em auto;color:#3b2f2f\"><h1>Rosemary &amp; Rye</h1>\n<p>Sourdough, \
+rye and seasonal pastries, baked every morning since 1998.</p>\n<p>Open Tuesday to Sunday, \
+7&nbsp;am to 2&nbsp;pm.</p></body></html>\n";
+
+/// One HTTP/1.1 GET on a fresh connection; returns (status, body length, elapsed).
+fn http_get(addr: SocketAddr, target: &str, cookie: Option<&str>) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = format!(
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: betanet-demo\r\nConnection: close\r\n"
+    );
+    if let Some(c) = cookie {
+        req.push_str(&format!("Cookie: {c}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status)?;
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("the gateway sent no HTTP status line")?;
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest)?;
+    Ok((code, String::from_utf8_lossy(&rest).into_owned()))
 }
 
-/// Seals and writes one frame.
-fn write_frame(
-    w: &mut impl Write,
-    tx: &mut FrameSealer,
-    ty: FrameType,
-    stream: u32,
-    plaintext: &mut [u8],
-) -> Result<()> {
-    let header = FrameHeader::for_plaintext(ty, stream, 0, plaintext.len())?;
-    let tag = tx.seal(&header.aad(), plaintext)?;
-    w.write_all(&header.encode())?;
-    w.write_all(plaintext)?;
-    w.write_all(&tag)?;
-    if ty == FrameType::KeyUpdate {
-        tx.key_update();
-    }
-    Ok(())
+fn ticket(key: &SiteTicketKey, carrier: Carrier) -> Result<String> {
+    let site = SiteInfo {
+        keys: key.keys(),
+        policy: CarrierPolicy::default(),
+    };
+    let t = make_ticket(&site, now_unix(), &mut rand_core::OsRng)?;
+    Ok(match t.render_as(carrier) {
+        RenderedCarrier::Cookie(c) => c,
+        RenderedCarrier::Query(q) => q,
+        RenderedCarrier::Body { body, .. } => body,
+    })
 }
 
-/// Reads and opens one frame; returns its header and plaintext.
-fn read_frame(r: &mut impl Read, rx: &mut FrameOpener) -> Result<(FrameHeader, Vec<u8>)> {
-    let mut h = [0u8; HEADER_LEN];
-    r.read_exact(&mut h)?;
-    let header = FrameHeader::decode(&h)?;
-    let mut body = vec![0u8; header.body_len()];
-    r.read_exact(&mut body)?;
-    let n = rx.open(&header.aad(), &mut body)?.len;
-    body.truncate(n);
-    if header.frame_type() == FrameType::KeyUpdate {
-        rx.key_update();
+async fn start_site(classic: bool) -> Result<(Arc<App>, SocketAddr, SigningKey)> {
+    let stats = Arc::new(NodeStats::new());
+    let cfg = AppConfig {
+        site_name: "Betanet demo site".to_owned(),
+        plugins: vec!["dashboard".into(), "metrics".into()],
+        ..AppConfig::default()
+    };
+    let app = App::from_config(&cfg, &PluginRegistry::with_builtins(), stats)?.into_shared();
+    let identity = SigningKey::generate(&mut rand_core::OsRng);
+    let mut server = ServerConfig::new(identity.clone());
+    server.transport = Transport::Tcp12;
+    if classic {
+        server.pq = PqMode::Classic;
     }
-    Ok((header, body))
+    let mut listener = betanet_net::listen("127.0.0.1:0", server).await?;
+    let addr = listener.local_addr();
+    let serving = app.clone();
+    tokio::spawn(async move {
+        while let Ok(conn) = listener.accept().await {
+            tokio::spawn(crate::serve::serve_connection(serving.clone(), conn, None));
+        }
+    });
+    Ok((app, addr, identity))
 }
 
-fn serve(listener: TcpListener, key: SigningKey) -> Result<Established> {
-    let (sock, _) = listener.accept()?;
-    sock.set_nodelay(true)?;
-    let mut r = BufReader::with_capacity(256 << 10, sock.try_clone()?);
-    let mut w = BufWriter::with_capacity(256 << 10, sock);
-    let m1 = read_prefixed(&mut r)?;
-    let (st, m2) = Responder::new(HandshakeConfig::new(key, now_unix()))?
-        .read_msg1(&m1, &mut rand_core::OsRng)?;
-    w.write_all(&m2)?;
-    w.flush()?;
-    let est = st.read_msg3(&read_prefixed(&mut r)?)?;
-    let (mut tx, mut rx) = est.schedule.frame_keys(est.role);
-    let mut hasher = Sha256::new();
-    let mut expected = 0u64;
-    loop {
-        let (header, pt) = read_frame(&mut r, &mut rx)?;
-        if header.frame_type() != FrameType::Stream {
-            continue;
+async fn start_gateway(
+    dir: &Path,
+    port: u16,
+    site_addr: SocketAddr,
+    site_key: &SigningKey,
+    ticket_key: &SiteTicketKey,
+    ticket_secret_hex: &str,
+    pq: PqMode,
+) -> Result<Gateway> {
+    std::fs::create_dir_all(dir.join("decoy"))?;
+    std::fs::write(dir.join("decoy/index.html"), DECOY_PAGE)?;
+    let cfg = format!(
+        "listen = \"127.0.0.1:{port}\"\n\
+         [decoy]\nstatic_dir = \"{}\"\n\
+         [site]\naddr = \"{site_addr}\"\npublic_key = \"{}\"\n\
+         [ticket]\nsecret_hex = \"{ticket_secret_hex}\"\nkey_id_hex = \"{}\"\nreplay_db = \"{}\"\n\
+         replay_durability = \"batched\"\n",
+        dir.join("decoy").display(),
+        hex::encode(site_key.verifying_key().to_bytes()),
+        hex::encode(ticket_key.keys().ticket_key_id),
+        dir.join("replay.redb").display(),
+    );
+    let cfg = GatewayConfig::from_toml(&cfg)?;
+    let connector = Arc::new(
+        HtxConnector::new(
+            site_addr.to_string(),
+            site_key.verifying_key(),
+            SigningKey::generate(&mut rand_core::OsRng),
+            Transport::Tcp12,
+            2,
+        )
+        .with_pq(pq),
+    );
+    Ok(Gateway::start(cfg, connector).await?)
+}
+
+/// Copies the gateway's admission counters into the site's dashboard once a second.
+fn mirror_tickets(gw: &Gateway, stats: Arc<NodeStats>) {
+    let metrics = gw.metrics();
+    tokio::spawn(async move {
+        let (mut ok, mut refused) = (0u64, 0u64);
+        loop {
+            let now_ok = metrics.admissions_with("admitted");
+            let now_refused = metrics.requests_with("decoy");
+            for _ in ok..now_ok {
+                stats.ticket(true);
+            }
+            for _ in refused..now_refused {
+                stats.ticket(false);
+            }
+            (ok, refused) = (now_ok, now_refused);
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let p = StreamPayload::decode(&pt)?;
-        if p.offset != expected {
-            bail!("stream offset {} where {} was expected", p.offset, expected);
-        }
-        expected += p.data.len() as u64;
-        hasher.update(&p.data);
-        if p.fin {
-            break;
-        }
-    }
-    let mut reply = Vec::new();
-    StreamPayload {
-        fin: true,
-        offset: 0,
-        data: Bytes::copy_from_slice(&hasher.finish()),
-    }
-    .encode(&mut reply)?;
-    write_frame(&mut w, &mut tx, FrameType::Stream, 1, &mut reply)?;
-    w.flush()?;
-    Ok(est)
+    });
 }
 
 /// Runs the demo.
-pub fn run(mib: u64, classic: bool) -> Result<()> {
-    let server_key = SigningKey::generate(&mut rand_core::OsRng);
-    let client_key = SigningKey::generate(&mut rand_core::OsRng);
-    let server_pub = server_key.verifying_key();
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
-    let addr = listener.local_addr()?;
-    println!("Betanet demo — everything below runs on this machine over 127.0.0.1");
-    println!();
-    println!(
-        "  responder   {}  {}",
-        NodeId::from_ed25519(&server_pub).name(),
-        addr
-    );
-    println!(
-        "              peer id {}",
-        PeerId::from_ed25519(&server_pub)
-    );
-    println!(
-        "  initiator   {}",
-        NodeId::from_ed25519(&client_key.verifying_key()).name()
-    );
-    let server = thread::spawn(move || serve(listener, server_key));
-
+pub async fn run(args: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
-    let sock = TcpStream::connect(addr)?;
-    sock.set_nodelay(true)?;
-    sock.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut r = BufReader::with_capacity(256 << 10, sock.try_clone()?);
-    let mut w = BufWriter::with_capacity(256 << 10, sock);
-    let mut cfg = HandshakeConfig::new(client_key, now_unix());
-    if classic {
-        cfg.pq = PqMode::Classic;
-    }
-    let (st, m1) = Initiator::start(cfg, &server_pub, &mut rand_core::OsRng)?;
-    w.write_all(&m1)?;
-    w.flush()?;
-    let (est, m3) = st.read_msg2(&read_prefixed(&mut r)?)?;
-    w.write_all(&m3)?;
-    w.flush()?;
-    let hs = t0.elapsed();
+    let dir = tempfile::Builder::new().prefix("betanet-demo-").tempdir()?;
+    println!("Betanet demo — everything runs on this machine, on 127.0.0.1 only.");
     println!();
+
+    let (app, site_addr, site_key) = start_site(args.classic).await?;
+    let site_pub = site_key.verifying_key();
     println!(
-        "  handshake   Noise XK{} in {:.2} ms, L2 {}",
-        if est.post_quantum {
-            " + ML-KEM-768"
-        } else {
-            " (classic)"
-        },
-        hs.as_secs_f64() * 1e3,
-        est.selection.l2
+        "  site server  HTX/tcp12 {site_addr}  {}",
+        NodeId::from_ed25519(&site_pub).name()
     );
+    println!("               peer id {}", PeerId::from_ed25519(&site_pub));
+
+    let mut secret = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
+    let mut key_id = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut key_id);
+    let ticket_key =
+        SiteTicketKey::from_secret(betanet_crypto::dh::X25519Secret::from_bytes(secret), key_id)?;
+    let gw = start_gateway(
+        dir.path(),
+        args.port,
+        site_addr,
+        &site_key,
+        &ticket_key,
+        &hex::encode(secret),
+        if args.classic {
+            PqMode::Classic
+        } else {
+            PqMode::Hybrid
+        },
+    )
+    .await?;
+    let gw_addr = gw.local_addr();
+    mirror_tickets(&gw, app.stats().clone());
     println!(
-        "              transcript {}",
-        hex::encode(&est.handshake_hash[..8])
+        "  gateway      http://{gw_addr}/  (a bakery's website for everyone without a ticket)"
     );
 
-    let (mut tx, mut rx) = est.schedule.frame_keys(est.role);
-    let total = mib << 20;
-    let chunk = vec![0x5au8; MAX_STREAM_DATA.min(16 << 10)];
-    let mut sent = 0u64;
-    let mut hasher = Sha256::new();
-    let mut rekeys = 0u32;
-    let mut plaintext = Vec::with_capacity(chunk.len() + 16);
-    let t1 = Instant::now();
-    loop {
-        let n = chunk.len().min((total - sent) as usize);
-        let data = chunk.get(..n).unwrap_or_default();
-        hasher.update(data);
-        plaintext.clear();
-        let fin = sent + n as u64 == total;
-        StreamPayload {
-            fin,
-            offset: sent,
-            data: Bytes::copy_from_slice(data),
-        }
-        .encode(&mut plaintext)?;
-        write_frame(&mut w, &mut tx, FrameType::Stream, 1, &mut plaintext)?;
-        sent += n as u64;
-        if tx.frames_under_key() >= REKEY_EVERY && !fin {
-            write_frame(&mut w, &mut tx, FrameType::KeyUpdate, 0, &mut [])?;
-            rekeys += 1;
-        }
-        if fin {
-            break;
-        }
+    let mix = crate::demo_mix::start(args.mixnodes, dir.path()).await?;
+    if let Some(m) = &mix {
+        println!("  mixnodes     {}", m.describe());
     }
-    w.flush()?;
-    let (_, reply) = read_frame(&mut r, &mut rx)?;
-    let elapsed = t1.elapsed();
-    let digest = StreamPayload::decode(&reply)?;
-    let ours = hasher.finish();
-    let server_est = server
-        .join()
-        .map_err(|_| anyhow::anyhow!("responder thread panicked"))??;
-    if digest.data.as_ref() != ours {
-        bail!("the responder's SHA-256 differs from ours: data was corrupted");
-    }
-    println!(
-        "  transfer    {} MiB in {:.0} ms = {:.0} MiB/s through HTX 1.2 frames, {} key updates",
-        mib,
-        elapsed.as_secs_f64() * 1e3,
-        mib as f64 / elapsed.as_secs_f64().max(1e-9),
-        rekeys
-    );
-    println!(
-        "  integrity   SHA-256 {} matches on both ends",
-        hex::encode(&ours[..8])
-    );
-    println!(
-        "  identities  responder saw initiator {}",
-        PeerId::from_ed25519(&server_est.peer_identity)
-    );
+
+    // Self-check of the whole path, off the async runtime (blocking HTTP client).
+    let cookie = ticket(&ticket_key, Carrier::Cookie)?;
+    let check = tokio::task::spawn_blocking(move || -> Result<(u16, u16, Duration)> {
+        let t = Instant::now();
+        let (admitted, body) = http_get(gw_addr, "/dashboard/api/stats", Some(&cookie))?;
+        let elapsed = t.elapsed();
+        if admitted != 200 || !body.contains("uptime") {
+            bail!("admitted request got HTTP {admitted}");
+        }
+        let (decoy, body) = http_get(gw_addr, "/", None)?;
+        if !body.contains("Rosemary") {
+            bail!("a request without a ticket did not get the decoy page (HTTP {decoy})");
+        }
+        Ok((admitted, decoy, elapsed))
+    })
+    .await??;
     println!();
-    println!("More roles (site server, gateway, mixnodes, proxy) join this demo as they land.");
+    println!(
+        "  check        ticket → gateway → HTX → site: HTTP {} in {:.1} ms; no ticket → decoy page (HTTP {})",
+        check.0,
+        check.2.as_secs_f64() * 1e3,
+        check.1
+    );
+    if let Some(m) = &mix {
+        let r = m.check().await?;
+        println!("  check        {r}");
+    }
+    println!("  ready in     {:.2} s", t0.elapsed().as_secs_f64());
+    println!();
+    let query = ticket(&ticket_key, Carrier::Query)?;
+    println!("Open the live dashboard (the link carries a single-use access ticket):");
+    println!("  http://{gw_addr}/dashboard?{query}");
+    println!("or with curl (each ticket works once; `betanet demo` prints fresh ones on start):");
+    println!(
+        "  curl -H 'Cookie: {}' http://{gw_addr}/metrics",
+        ticket(&ticket_key, Carrier::Cookie)?
+    );
+    if args.check {
+        gw.shutdown().await;
+        return Ok(());
+    }
+    println!();
+    println!("Press Ctrl-C to stop.");
+    tokio::signal::ctrl_c().await?;
+    println!("stopping");
+    gw.shutdown().await;
     Ok(())
 }

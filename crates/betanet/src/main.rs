@@ -1,11 +1,12 @@
 //! `betanet`: one binary for every Betanet role.
 //!
 //! This is the only crate that uses `anyhow`: it turns library errors into messages for
-//! people. Subcommands: `demo`, `keygen`, `id`, `serve`, `gateway`, `ticket`,
+//! people. Subcommands: `demo`, `keygen`, `id`, `echo-server`, `stream`, `serve`, `gateway`, `ticket`,
 //! `ticket-keygen`, `mixnode`, `name`, `mint`, `voucher`,
 //! `governance`.
 
 mod demo;
+mod demo_mix;
 mod keyfile;
 mod serve;
 mod trust_cmds;
@@ -49,15 +50,9 @@ fn init_logging(filter: &str) {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a complete local Betanet exchange on loopback and print what happened.
-    Demo {
-        /// How many MiB to send each way through the encrypted channel.
-        #[arg(long, default_value_t = 64)]
-        mib: u64,
-        /// Use the classic (X25519-only) handshake instead of the ML-KEM-768 hybrid.
-        #[arg(long)]
-        classic: bool,
-    },
+    /// Start a complete local Betanet on loopback (site server, gateway, mixnodes) and print
+    /// the dashboard URL with an access ticket.
+    Demo(demo::DemoArgs),
     /// Create a node key (Ed25519), written with mode 0600.
     Keygen {
         /// Where to write the key [default: <data dir>/node.key].
@@ -75,6 +70,47 @@ enum Cmd {
     },
     /// Run a site server: the app framework behind an HTX listener.
     Serve(serve::ServeArgs),
+    /// Run an HTX echo server (prints its PeerID and public key; key kept in the data dir).
+    EchoServer {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        listen: String,
+        /// Carriage: tcp12, tls or tcp11.
+        #[arg(long, default_value = "tcp12")]
+        transport: betanet_net::Transport,
+        /// Data directory (node key, TLS certificate, ticket key).
+        #[arg(long, env = "BETANET_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Host name for a generated TLS certificate.
+        #[arg(long, default_value = "localhost")]
+        tls_hostname: String,
+    },
+    /// Send data over an HTX stream to an echo server and check the echo (`-` reads stdin).
+    Stream {
+        /// Server host.
+        host: String,
+        /// Server port.
+        port: u16,
+        /// The server's Ed25519 public key (64 hex digits, printed by echo-server).
+        server_pub_hex: String,
+        /// The data to send, or `-` for stdin (large data streams through).
+        data: String,
+        /// Carriage: tcp12, tls or tcp11.
+        #[arg(long, default_value = "tcp12")]
+        transport: betanet_net::Transport,
+        /// TLS: SHA-256 pin of the server certificate (hex, printed by echo-server).
+        #[arg(long)]
+        cert_pin: Option<String>,
+        /// TLS: the site's ticket key `ticketPub ‖ keyID` (80 hex digits, printed by echo-server).
+        #[arg(long)]
+        ticket: Option<String>,
+        /// TLS: server name (SNI); defaults to the host.
+        #[arg(long)]
+        server_name: Option<String>,
+        /// Overall time limit in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+    },
     /// Run the HTTP(S) front: decoy for everyone, ticket/voucher admission, forwarding to the
     /// site server over HTX.
     Gateway {
@@ -131,9 +167,11 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    init_logging(&cli.log_level);
+    // The demo prints its own summary; keep library logs to warnings unless asked.
+    let quiet_demo = matches!(cli.cmd, Cmd::Demo(_)) && cli.log_level == "info";
+    init_logging(if quiet_demo { "warn" } else { &cli.log_level });
     match cli.cmd {
-        Cmd::Demo { mib, classic } => demo::run(mib, classic),
+        Cmd::Demo(args) => runtime()?.block_on(demo::run(args)),
         Cmd::Keygen { out, force } => {
             let path = out.unwrap_or_else(keyfile::default_key_path);
             let key = SigningKey::generate(&mut rand_core::OsRng);
@@ -153,6 +191,76 @@ fn run() -> Result<()> {
                 .clone()
                 .unwrap_or_else(keyfile::default_data_dir);
             runtime()?.block_on(serve::run(args, &dir))
+        }
+        Cmd::EchoServer {
+            listen,
+            transport,
+            data_dir,
+            tls_hostname,
+        } => {
+            let opts = betanet_net::cli::EchoServerOptions {
+                listen,
+                transport,
+                data_dir: data_dir.unwrap_or_else(keyfile::default_data_dir),
+                tls_hostname,
+                identity: None,
+            };
+            runtime()?.block_on(async {
+                betanet_net::cli::echo_server(opts, |info| println!("{info}"))
+                    .await
+                    .context("echo server stopped")
+            })
+        }
+        Cmd::Stream {
+            host,
+            port,
+            server_pub_hex,
+            data,
+            transport,
+            cert_pin,
+            ticket,
+            server_name,
+            timeout_secs,
+        } => {
+            let opts = betanet_net::cli::StreamOptions {
+                host,
+                port,
+                server_pub_hex,
+                transport,
+                cert_pin_hex: cert_pin,
+                ticket_hex: ticket,
+                server_name,
+                timeout: std::time::Duration::from_secs(timeout_secs),
+            };
+            let rt = runtime()?;
+            let report = if data == "-" {
+                rt.block_on(betanet_net::cli::stream(
+                    opts,
+                    tokio::io::stdin(),
+                    tokio::io::stdout(),
+                ))?
+            } else {
+                let input = std::io::Cursor::new(data.into_bytes());
+                rt.block_on(betanet_net::cli::stream(opts, input, tokio::io::stdout()))?
+            };
+            eprintln!(
+                "\npeer {}  sent {} B, echoed {} B in {:.1} ms (handshake {:.1} ms{}), {} key updates",
+                report.peer_id,
+                report.sent,
+                report.received,
+                report.elapsed.as_secs_f64() * 1e3,
+                report.handshake.as_secs_f64() * 1e3,
+                if report.post_quantum {
+                    ", ML-KEM-768 hybrid"
+                } else {
+                    ", classic"
+                },
+                report.rekeys
+            );
+            if !report.echo_ok() {
+                anyhow::bail!("the echo differs from what was sent (SHA-256 mismatch)");
+            }
+            Ok(())
         }
         Cmd::Gateway { config } => {
             let cfg = betanet_gateway::GatewayConfig::load(&config)

@@ -84,10 +84,11 @@ fn id_errors_are_clear() {
 }
 
 #[test]
-fn demo_runs_end_to_end() {
+fn demo_checks_the_whole_path() {
     for extra in [&[][..], &["--classic"][..]] {
+        let t = std::time::Instant::now();
         let out = bin()
-            .args(["demo", "--mib", "20"])
+            .args(["demo", "--check"])
             .args(extra)
             .output()
             .unwrap();
@@ -97,11 +98,23 @@ fn demo_runs_end_to_end() {
             "{text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(text.contains("matches on both ends"), "{text}");
-        assert!(text.contains("betanet/htx/1.2.0"));
-        // 20 MiB in 16 KiB frames is 1280 frames: one KEY_UPDATE after 1024.
-        assert!(text.contains(", 1 key updates"), "{text}");
-        assert_eq!(text.contains("ML-KEM-768"), extra.is_empty());
+        assert!(
+            text.contains("ticket → gateway → HTX → site: HTTP 200"),
+            "{text}"
+        );
+        assert!(text.contains("no ticket → decoy page"), "{text}");
+        assert!(text.contains("3-hop packet"), "{text}");
+        let link = text
+            .lines()
+            .find(|l| l.contains("/dashboard?bn1="))
+            .expect("dashboard link");
+        assert!(link.trim().starts_with("http://127.0.0.1:"));
+        // Start to first page well under the 10 s budget, even in a debug build.
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }
 
