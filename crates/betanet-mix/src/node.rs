@@ -358,6 +358,8 @@ pub struct Mixnode {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
+    senders: Arc<[mpsc::Sender<Vec<Inbound>>]>,
+    rr: Arc<AtomicUsize>,
     inject: mpsc::Sender<Vec<Scheduled>>,
     tasks: Vec<JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
@@ -427,9 +429,12 @@ impl Mixnode {
             workers.push(t);
         }
         let mut tasks = Vec::new();
+        let senders: Arc<[mpsc::Sender<Vec<Inbound>>]> = Arc::from(senders.into_boxed_slice());
+        let rr = Arc::new(AtomicUsize::new(0));
         tasks.push(tokio::spawn(accept_loop(
             listener,
-            Arc::from(senders.into_boxed_slice()),
+            senders.clone(),
+            rr.clone(),
             shared.clone(),
             cfg.max_connections.max(1),
         )));
@@ -465,6 +470,8 @@ impl Mixnode {
             local_addr,
             metrics_addr,
             shared,
+            senders,
+            rr,
             inject: sched_tx,
             tasks,
             workers,
@@ -522,6 +529,19 @@ impl Mixnode {
         }
     }
 
+    /// Serves one more ingress byte stream with the same framing as the TCP ingress (`u32be
+    /// length ‖ packet`, control frame `0x01`): how HTX streams from other nodes and clients
+    /// reach the pipeline. Returns when the stream ends.
+    pub async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(&self, stream: S) {
+        reader(
+            stream,
+            self.senders.clone(),
+            self.rr.clone(),
+            self.shared.clone(),
+        )
+        .await;
+    }
+
     /// Counters.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
@@ -568,6 +588,9 @@ impl Mixnode {
             let _ = t.await;
         }
         drop(self.inject);
+        // Workers stop when every ingress sender is gone (stream ingresses still running keep
+        // theirs until their stream ends).
+        drop(self.senders);
         for w in self.workers {
             let _ = tokio::task::spawn_blocking(move || w.join()).await;
         }
@@ -671,10 +694,10 @@ fn rotate(shared: &Shared) -> Result<(u32, MixPublicKey), MixError> {
 async fn accept_loop(
     listener: TcpListener,
     senders: Arc<[mpsc::Sender<Vec<Inbound>>]>,
+    rr: Arc<AtomicUsize>,
     shared: Arc<Shared>,
     max_connections: usize,
 ) {
-    let rr = Arc::new(AtomicUsize::new(0));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -698,13 +721,13 @@ async fn accept_loop(
     }
 }
 
-async fn reader(
-    stream: TcpStream,
+async fn reader<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
     senders: Arc<[mpsc::Sender<Vec<Inbound>>]>,
     rr: Arc<AtomicUsize>,
     shared: Arc<Shared>,
 ) {
-    let (rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = tokio::io::split(stream);
     let mut r = BufReader::with_capacity(64 * 1024, rd);
     let mut pending: Vec<Inbound> = Vec::new();
     loop {

@@ -379,3 +379,35 @@ async fn unreachable_next_hop_counts_peer_down() {
         n.shutdown().await.unwrap();
     }
 }
+
+/// Any byte stream (here an in-process pipe; in the node binary, HTX streams) is an ingress with
+/// the same framing as the TCP one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_ingress_delivers() {
+    let mut rng = StdRng::seed_from_u64(900);
+    let mut net = start(2).await;
+    let route: Vec<RouteHop> = net.nodes.iter().map(Mixnode::route_hop).collect();
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let node = net.nodes.remove(0);
+    let serving = tokio::spawn(async move {
+        node.serve_stream(server).await;
+        node
+    });
+    let mut want = BTreeSet::new();
+    for i in 0..5u32 {
+        let msg = format!("via stream {i}").into_bytes();
+        let (_, p) = build_packet(&mut rng, PacketSize::K1, &route, [9u8; 32], &msg).unwrap();
+        write_frame(&mut client, &p).await.unwrap();
+        want.insert(msg);
+    }
+    client.flush().await.unwrap();
+    let got: BTreeSet<Vec<u8>> = recv_n(&mut net.exits[1], 5)
+        .await
+        .into_iter()
+        .map(|d| d.message)
+        .collect();
+    assert_eq!(got, want);
+    drop(client);
+    let node = serving.await.unwrap();
+    node.shutdown().await.unwrap();
+}

@@ -8,6 +8,7 @@
 mod demo;
 mod demo_mix;
 mod keyfile;
+mod mixnode_cmd;
 mod serve;
 mod trust_cmds;
 
@@ -130,11 +131,7 @@ enum Cmd {
     /// Create a site's ticket key pair and key id (the [ticket] table of the gateway config).
     TicketKeygen,
     /// Run an L4 mixnode (layered-packet relay) from a TOML config.
-    Mixnode {
-        /// The config file (see config/mixnode.example.toml).
-        #[arg(long)]
-        config: PathBuf,
-    },
+    Mixnode(mixnode_cmd::MixnodeArgs),
     /// Self-certifying ids, bn1: names and alias records.
     #[command(subcommand)]
     Name(trust_cmds::NameCmd),
@@ -295,11 +292,13 @@ fn run() -> Result<()> {
             println!("# examples: betanet ticket {public} {key_id} <site>");
             Ok(())
         }
-        Cmd::Mixnode { config } => runtime()?.block_on(async {
-            betanet_mix::node::run_from_config_file(&config)
-                .await
-                .with_context(|| format!("mixnode with config {}", config.display()))
-        }),
+        Cmd::Mixnode(args) => {
+            let dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(keyfile::default_data_dir);
+            runtime()?.block_on(mixnode_cmd::run(args, &dir))
+        }
         Cmd::Name(c) => trust_cmds::name(c),
         Cmd::Mint(c) => trust_cmds::mint(c),
         Cmd::Voucher(c) => trust_cmds::voucher(c),
