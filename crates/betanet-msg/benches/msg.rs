@@ -1,6 +1,10 @@
 //! Loopback benchmarks: sequential request/response round trips and pipelined one-way
 //! messages, plain, compat (HMAC + SHA-256 stream cipher) and secure (MAC + ChaCha20-Poly1305).
-//! netaio itself is timed in the same run via `scripts/bench_netaio.py` when the venv exists.
+//! netaio itself is timed in the same run via `scripts/bench_netaio.py` when the venv exists:
+//! once in one shot (all its numbers), and interleaved with ours for sequential round trips
+//! (`BETANET_MSG_BENCH_ROUNDS` rounds, default 7, alternating ours / netaio on warm
+//! connections; medians of each side and the ratio of the medians are reported with the load
+//! average, since the machine is shared).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -72,18 +76,170 @@ fn profiles() -> Vec<Profile> {
     ]
 }
 
-fn netaio_numbers() {
+fn netaio_python() -> Option<String> {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let venv = std::process::Command::new("bash")
         .arg(dir.join("scripts/netaio-venv.sh"))
         .output();
     let Ok(v) = venv else {
-        return eprintln!("netaio baseline: skipped (no bash)");
+        eprintln!("netaio baseline: skipped (no bash)");
+        return None;
     };
     if !v.status.success() {
-        return eprintln!("netaio baseline: skipped (venv unavailable)");
+        eprintln!("netaio baseline: skipped (venv unavailable)");
+        return None;
     }
-    let py = String::from_utf8_lossy(&v.stdout).trim().to_owned();
+    Some(String::from_utf8_lossy(&v.stdout).trim().to_owned())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// `n` sequential 32-byte echo round trips; returns the elapsed time. The loop runs in a
+/// spawned task: a future polled directly by `block_on` costs the current-thread scheduler
+/// one extra `epoll_wait(0)` each time it is woken, which is not the library's cost.
+async fn sequential(s: &Setup, n: u64) -> Duration {
+    let (client, conn) = (s.client.clone(), s.conn.clone());
+    tokio::spawn(async move {
+        let t = Instant::now();
+        for _ in 0..n {
+            let r = client
+                .request(&conn, MessageType::REQUEST_URI, b"echo", &[0u8; 32], None)
+                .await
+                .unwrap();
+            assert_eq!(r.body.content.len(), 32);
+        }
+        t.elapsed()
+    })
+    .await
+    .unwrap()
+}
+
+async fn our_round(s: &Setup, n: u32) -> f64 {
+    f64::from(n) / sequential(s, u64::from(n)).await.as_secs_f64()
+}
+
+/// Sequential round trips, ours and netaio's alternately on warm connections, several rounds.
+fn compare_interleaved() {
+    use std::io::{BufRead, BufReader, Write};
+    let Some(py) = netaio_python() else { return };
+    let rounds: usize = std::env::var("BETANET_MSG_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7)
+        .max(1);
+    let (n_ours, n_py) = (5000u32, 600u32);
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let Ok(mut child) = std::process::Command::new(py)
+        .arg(dir.join("scripts/bench_netaio.py"))
+        .arg("--rounds")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    else {
+        return eprintln!("netaio interleaved: python did not start");
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut theirs = |profile: &str, n: u32| -> Option<f64> {
+        writeln!(stdin, "rt {profile} {n}").ok()?;
+        stdin.flush().ok()?;
+        let mut line = String::new();
+        stdout.read_line(&mut line).ok()?;
+        line.trim().parse().ok()
+    };
+    type Pair = (&'static str, fn() -> NodeBuilder, &'static str);
+    let pairs: Vec<Pair> = vec![
+        ("plain", NodeBuilder::compat as fn() -> NodeBuilder, "plain"),
+        (
+            "compat_hmac",
+            || NodeBuilder::compat().plugins(Plugins::none().with_auth(HmacAuth::new("test"))),
+            "hmac",
+        ),
+        (
+            "compat_hmac_cipher",
+            || {
+                NodeBuilder::compat().plugins(
+                    Plugins::none()
+                        .with_auth(HmacAuth::new("test"))
+                        .with_cipher(Sha256StreamCipher::new("test")),
+                )
+            },
+            "hmac_cipher",
+        ),
+        (
+            "secure_mac_aead",
+            || NodeBuilder::secure(b"test"),
+            "hmac_cipher",
+        ),
+    ];
+    let rt = rt();
+    let load_before = loadavg();
+    println!(
+        "interleaved sequential round trips: {rounds} rounds (ours {n_ours} / netaio {n_py} requests per round, 32-byte echo, warm connections, one current-thread runtime / one asyncio loop each)"
+    );
+    let mut json = Vec::new();
+    for (ours_name, b, theirs_name) in pairs {
+        let s = rt.block_on(setup(b));
+        rt.block_on(our_round(&s, 500)); // warm-up
+        let (mut o, mut t) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            o.push(rt.block_on(our_round(&s, n_ours)));
+            match theirs(theirs_name, n_py) {
+                Some(v) => t.push(v),
+                None => {
+                    eprintln!("netaio interleaved: python stopped answering");
+                    let _ = child.kill();
+                    return;
+                }
+            }
+        }
+        let (mo, mt) = (median(&o), median(&t));
+        let ratios: Vec<f64> = o.iter().zip(&t).map(|(a, b)| a / b).collect();
+        let min = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "  {ours_name:<19} ours median {mo:>8.0} rt/s [{:.0}..{:.0}]  vs netaio {theirs_name:<11} median {mt:>6.0} rt/s [{:.0}..{:.0}]  ratio of medians {:.1}x (per-round {:.1}x..{:.1}x)",
+            min(&o),
+            max(&o),
+            min(&t),
+            max(&t),
+            mo / mt,
+            min(&ratios),
+            max(&ratios)
+        );
+        json.push(format!(
+            "\"{ours_name}_vs_{theirs_name}\":{{\"ours_median\":{mo:.0},\"netaio_median\":{mt:.0},\"ratio\":{:.2}}}",
+            mo / mt
+        ));
+    }
+    let load_after = loadavg();
+    println!("  load average before: {load_before}; after: {load_after} (2 cores, shared)");
+    println!(
+        "interleaved-json: {{{},\"rounds\":{rounds},\"load_before\":\"{load_before}\",\"load_after\":\"{load_after}\"}}",
+        json.join(",")
+    );
+    let _ = writeln!(stdin, "quit");
+    let _ = child.wait();
+}
+
+fn netaio_numbers() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let Some(py) = netaio_python() else { return };
     match std::process::Command::new(py)
         .arg(dir.join("scripts/bench_netaio.py"))
         .arg("2000")
@@ -132,6 +288,7 @@ fn plugin_costs(c: &mut Criterion) {
 }
 
 fn bench(c: &mut Criterion) {
+    compare_interleaved();
     netaio_numbers();
     let rt = rt();
     for (name, b) in profiles() {
@@ -139,20 +296,7 @@ fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("msg/{name}"));
         g.throughput(Throughput::Elements(1));
         g.bench_function("sequential_round_trip", |bch| {
-            bch.iter_custom(|iters| {
-                rt.block_on(async {
-                    let t = Instant::now();
-                    for _ in 0..iters {
-                        let r = s
-                            .client
-                            .request(&s.conn, MessageType::REQUEST_URI, b"echo", &[0u8; 32], None)
-                            .await
-                            .unwrap();
-                        assert_eq!(r.body.content.len(), 32);
-                    }
-                    t.elapsed()
-                })
-            })
+            bch.iter_custom(|iters| rt.block_on(sequential(&s, iters)))
         });
         g.bench_function("pipelined_one_way", |bch| {
             bch.iter_custom(|iters| {

@@ -141,8 +141,13 @@ async fn main() {
                 .listen(addr.parse().expect("address like 127.0.0.1:9000"))
                 .await
                 .unwrap();
-            println!("relay listening on {a}");
-            std::future::pending::<()>().await;
+            println!("relay listening on {a} (Ctrl-C stops it gracefully)");
+            let _ = tokio::signal::ctrl_c().await;
+            let st = n.shutdown(std::time::Duration::from_secs(5)).await;
+            println!(
+                "relay stopped: {} connections closed, {} cut",
+                st.closed, st.forced
+            );
         }
         ["client", addr, hop, room, name] => {
             let (tx, mut rx) = tokio::sync::mpsc::channel(64);

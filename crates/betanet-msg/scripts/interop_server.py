@@ -1,6 +1,6 @@
 """netaio server for betanet-msg's client interop test. Prints "PORT <n>" when listening.
 
-usage: interop_server.py MODE   (MODE: plain | hmac | cipher | x25519)
+usage: interop_server.py MODE [PORT]   (MODE: plain | hmac | cipher | x25519; PORT default 0)
 x25519: peer management on; handler (REQUEST_URI, b'box') has an inner X25519CipherPlugin
 (seed 0x01 * 32) and echoes the decrypted content.
 """
@@ -21,7 +21,8 @@ if mode == "x25519":
                         data=DefaultPeerPlugin().encode_data({"pubkey": bytes(x.pubk)})),
         peer_plugin=DefaultPeerPlugin(),
     )
-server = TCPServer(port=0, interface="127.0.0.1", auth_plugin=a, cipher_plugin=c, **kw)
+port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+server = TCPServer(port=port, interface="127.0.0.1", auth_plugin=a, cipher_plugin=c, **kw)
 if mode == "x25519":
     @server.on((MessageType.REQUEST_URI, b'box'), cipher_plugin=x)
     async def box(msg, writer):

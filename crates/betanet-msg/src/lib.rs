@@ -25,8 +25,10 @@
 //!
 //! **How it fits.** Codecs ([`frame`], [`packify`], [`chunk`]) and plugins ([`compat`],
 //! [`secure`]) are sans-IO (time and RNG passed in via [`PluginCx`]); [`node`] is the thin
-//! tokio driver: one reader task and one writer task (bounded queue, batched writes) per
-//! connection.
+//! tokio driver: one reader task per connection; on TCP a sender writes straight into the
+//! socket when nothing is queued, and a writer task drains a bounded queue (batched writes)
+//! only under load. Client connections re-dial with backoff after a drop ([`Reconnect`]);
+//! [`Node::shutdown`] / [`Node::close`] stop gracefully within a grace period.
 //!
 //! ```no_run
 //! use betanet_msg::{Content, Message, MessageType, NodeBuilder};
@@ -55,10 +57,11 @@ pub mod packify;
 pub mod peers;
 pub mod plugin;
 pub mod secure;
+mod tcp_out;
 pub mod udp;
 
 pub use error::{MsgError, Result};
 pub use frame::{AuthFields, Body, Message, MessageType};
 pub use handler::{Content, PeerAddr, RemotePeer, Request, Uri};
-pub use node::{Config, Conn, Key, Node, NodeBuilder, Transport};
+pub use node::{Config, Conn, Key, Node, NodeBuilder, Reconnect, ShutdownStats, Transport};
 pub use plugin::{AuthPlugin, AuthStack, CipherPlugin, Peer, PluginCx, Plugins};

@@ -12,7 +12,8 @@ use bytes::{Bytes, BytesMut};
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, warn};
 
 use crate::chunk::{self, Reassembler};
@@ -20,6 +21,7 @@ use crate::error::{MsgError, Result};
 use crate::frame::{Message, MessageType, decode_frame};
 use crate::handler::{ErasedHandler, Handler, Request};
 use crate::plugin::{Peer, PluginCx, Plugins};
+use crate::tcp_out::TcpOut;
 
 /// Auth field carrying the request id (secure profile; echoed by responders).
 pub const RID_FIELD: &str = "rid";
@@ -103,6 +105,58 @@ pub struct Config {
     pub peer_timeout: Duration,
     /// Advertise interval for UDP multicast.
     pub advertise_every: Duration,
+    /// Client reconnect policy for connections made with [`Node::connect`] (`None`: off).
+    pub reconnect: Option<Reconnect>,
+}
+
+/// Reconnect policy for client connections made with [`Node::connect`].
+///
+/// netaio's client can reconnect after a request timeout (its `AutoReconnectTimeoutHandler`:
+/// a few attempts with a fixed delay, the timeout error is still raised). This policy does
+/// that and more: a connection that has dropped (server restart, reset, EOF) is re-dialled
+/// transparently by the *next* request, with exponential backoff and jitter between attempts;
+/// the [`Conn`] handle stays the same (same id, same subscriptions on our side are cleared as
+/// the server forgets them too). Requests never wait for a reconnect they did not ask for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reconnect {
+    /// Dial attempts per request that finds its connection closed (at least 1).
+    pub attempts: u32,
+    /// Delay after the first failed attempt; doubled after each further failure.
+    pub initial_backoff: Duration,
+    /// Upper bound of the backoff delay.
+    pub max_backoff: Duration,
+    /// Bound on each TCP connect.
+    pub connect_timeout: Duration,
+    /// A request timeout resets the connection so the next request re-dials (netaio's
+    /// auto-reconnect-on-timeout). The timeout itself is still returned.
+    pub on_timeout: bool,
+    /// A `REQUEST_URI` (a read) whose connection closed before the answer arrived is sent once
+    /// more on a fresh connection. Other types (create/update/delete/…) are never re-sent.
+    pub retry_reads: bool,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            attempts: 4,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(5),
+            on_timeout: true,
+            retry_reads: true,
+        }
+    }
+}
+
+/// What [`Node::shutdown`] / [`Node::close`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownStats {
+    /// Listeners stopped (their ports are free when the call returns).
+    pub listeners: usize,
+    /// Connections closed gracefully (in-flight handler finished, queue flushed, FIN sent).
+    pub closed: usize,
+    /// Connections cut after the grace period (handler or request still running).
+    pub forced: usize,
 }
 
 impl Default for Config {
@@ -117,6 +171,7 @@ impl Default for Config {
             app_id: Bytes::from_static(b"netaio"),
             peer_timeout: Duration::from_secs(60),
             advertise_every: Duration::from_secs(20),
+            reconnect: Some(Reconnect::default()),
         }
     }
 }
@@ -175,6 +230,12 @@ impl NodeBuilder {
         self.cfg.timeout = d;
         self
     }
+    /// Client reconnect policy (`None` turns automatic reconnect off; the default is
+    /// [`Reconnect::default`]).
+    pub fn reconnect(mut self, policy: Option<Reconnect>) -> Self {
+        self.cfg.reconnect = policy;
+        self
+    }
     /// Peer management: local peer, app id, UDP advertise interval and peer timeout.
     pub fn peer(
         mut self,
@@ -202,6 +263,9 @@ impl NodeBuilder {
                 local_peer: self.local_peer,
                 next_id: AtomicU64::new(1),
                 udp: Mutex::new(None),
+                listeners: Mutex::new(Vec::new()),
+                shut: AtomicBool::new(false),
+                addr_keys: AtomicBool::new(false),
             }),
         };
         if node.core.local_peer.is_some() {
@@ -221,6 +285,10 @@ struct Core {
     local_peer: Option<Peer>,
     next_id: AtomicU64,
     udp: Mutex<Option<UdpState>>,
+    listeners: Mutex<Vec<(SocketAddr, JoinHandle<()>)>>,
+    shut: AtomicBool,
+    /// Some handler is keyed by peer address (else routing skips that lookup).
+    addr_keys: AtomicBool,
 }
 
 struct UdpState {
@@ -244,8 +312,20 @@ struct Pending {
 }
 
 enum Out {
+    /// TCP: direct writes, writer task only under load (see `tcp_out`).
+    Tcp(Arc<TcpOut>),
+    /// Any other byte stream: a bounded queue drained by a writer task. An empty frame is
+    /// the close marker (flush, then shut the write side down).
     Stream(mpsc::Sender<Bytes>),
     Udp(Arc<UdpSocket>),
+}
+
+/// The tasks of the current link of a stream connection.
+#[derive(Default)]
+struct Link {
+    generation: u64,
+    reader: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<()>>,
 }
 
 struct ConnInner {
@@ -256,6 +336,48 @@ struct ConnInner {
     closed: AtomicBool,
     pending: Mutex<VecDeque<Pending>>,
     peer_id: Mutex<Option<Bytes>>,
+    /// Where to re-dial (client connections made with `connect`).
+    dial: Option<SocketAddr>,
+    link: Mutex<Link>,
+    /// Graceful close requested: the reader stops at its next read once no request waits.
+    stopping: AtomicBool,
+    stop: Notify,
+    /// Wakes `Conn::closed` waiters.
+    closed_note: Notify,
+    redial: tokio::sync::Mutex<()>,
+    /// Closed on purpose (`close`/`shutdown`): never re-dial.
+    no_redial: AtomicBool,
+    /// Reads completed on the current link (a request timed out on a *silent* link if this
+    /// did not move while it waited).
+    rx_reads: AtomicU64,
+}
+
+impl ConnInner {
+    fn new(
+        id: u64,
+        remote: Option<SocketAddr>,
+        out: Out,
+        accepted: bool,
+        dial: Option<SocketAddr>,
+    ) -> Self {
+        Self {
+            id,
+            remote,
+            out,
+            accepted,
+            closed: AtomicBool::new(false),
+            pending: Mutex::new(VecDeque::new()),
+            peer_id: Mutex::new(None),
+            dial,
+            link: Mutex::new(Link::default()),
+            stopping: AtomicBool::new(false),
+            stop: Notify::new(),
+            closed_note: Notify::new(),
+            redial: tokio::sync::Mutex::new(()),
+            no_redial: AtomicBool::new(false),
+            rx_reads: AtomicU64::new(0),
+        }
+    }
 }
 
 /// One connection (or, for UDP, one remote address). Cheap to clone; compares by identity.
@@ -284,19 +406,51 @@ impl Conn {
     pub fn remote(&self) -> Option<SocketAddr> {
         self.0.remote
     }
-    /// True once the connection has closed.
+    /// True while the connection is closed. A client connection made with
+    /// [`Node::connect`] reopens on the next request when reconnect is on ([`Reconnect`]).
     pub fn is_closed(&self) -> bool {
         self.0.closed.load(Ordering::Acquire)
     }
-    /// Send already-encoded frame bytes (waits when the queue is full: backpressure).
+    /// Wait until the connection is closed (by either side). Returns at once if it is.
+    /// UDP remotes have no connection and never close.
+    pub async fn closed(&self) {
+        loop {
+            let n = self.0.closed_note.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            n.await;
+        }
+    }
+    /// The address this client connection re-dials, if it was made with [`Node::connect`].
+    pub fn dial_addr(&self) -> Option<SocketAddr> {
+        self.0.dial
+    }
+    /// Send already-encoded frame bytes (waits when the queue is full: backpressure). Does
+    /// not re-dial a closed connection (use [`Node::send`]).
     pub async fn send_raw(&self, b: Bytes) -> Result<()> {
         match &self.0.out {
-            Out::Stream(tx) => tx.send(b).await.map_err(|_| MsgError::Closed),
+            Out::Tcp(o) => o.send(&b).await,
+            Out::Stream(tx) => {
+                if b.is_empty() {
+                    return Ok(()); // the empty frame is the close marker
+                }
+                tx.send(b).await.map_err(|_| MsgError::Closed)
+            }
             Out::Udp(s) => {
                 let a = self.0.remote.ok_or(MsgError::Closed)?;
                 s.send_to(&b, a).await?;
                 Ok(())
             }
+        }
+    }
+    /// Like `send_raw` for an owned encoding (no extra copy on any path).
+    async fn send_vec(&self, v: Vec<u8>) -> Result<()> {
+        match &self.0.out {
+            Out::Tcp(o) => o.send(&v).await,
+            _ => self.send_raw(Bytes::from(v)).await,
         }
     }
     fn fail_pending(&self) {
@@ -327,8 +481,10 @@ impl Node {
     }
     /// Register a handler with per-handler (inner) plugins.
     pub fn on_with<H: Handler<T>, T>(&self, key: impl Into<Key>, plugins: Plugins, h: H) {
+        let key = key.into();
+        self.note_key(&key);
         lock(&self.core.handlers).insert(
-            key.into(),
+            key,
             Entry {
                 handler: h.erase(),
                 plugins,
@@ -341,13 +497,20 @@ impl Node {
     }
     /// One-shot handler with per-handler plugins.
     pub fn once_with<H: Handler<T>, T>(&self, key: impl Into<Key>, plugins: Plugins, h: H) {
+        let key = key.into();
+        self.note_key(&key);
         lock(&self.core.ephemeral).insert(
-            key.into(),
+            key,
             Entry {
                 handler: h.erase(),
                 plugins,
             },
         );
+    }
+    fn note_key(&self, k: &Key) {
+        if matches!(k, Key::TypeUriAddr(..)) {
+            self.core.addr_keys.store(true, Ordering::Release);
+        }
     }
     /// Remove a handler (regular and one-shot).
     pub fn remove_handler(&self, key: impl Into<Key>) {
@@ -357,7 +520,11 @@ impl Node {
     }
 
     /// Listen for TCP connections (IPv4 or IPv6, `SO_REUSEADDR`); returns the bound address.
+    /// [`Node::shutdown`] stops every listener and frees its port.
     pub async fn listen(&self, addr: SocketAddr) -> Result<SocketAddr> {
+        if self.is_shut_down() {
+            return Err(MsgError::Closed);
+        }
         let sock = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
         } else {
@@ -368,8 +535,14 @@ impl Node {
         let l = sock.listen(1024)?;
         let local = l.local_addr()?;
         let node = self.clone();
-        tokio::spawn(async move { node.accept_loop(l).await });
+        let task = tokio::spawn(async move { node.accept_loop(l).await });
+        lock(&self.core.listeners).push((local, task));
         Ok(local)
+    }
+
+    /// Addresses this node is listening on.
+    pub fn listening(&self) -> Vec<SocketAddr> {
+        lock(&self.core.listeners).iter().map(|(a, _)| *a).collect()
     }
 
     async fn accept_loop(self, l: TcpListener) {
@@ -377,7 +550,7 @@ impl Node {
             match l.accept().await {
                 Ok((s, a)) => {
                     let _ = s.set_nodelay(true);
-                    self.attach_tcp(s, Some(a), true);
+                    self.attach_tcp(s, Some(a), true, None);
                 }
                 Err(e) => {
                     warn!(error = %e, "accept failed");
@@ -387,11 +560,17 @@ impl Node {
         }
     }
 
-    /// Connect to a TCP server; the node may hold many such connections.
+    /// Connect to a TCP server; the node may hold many such connections. With a
+    /// [`Reconnect`] policy (on by default) the returned [`Conn`] re-dials `addr` by itself
+    /// on the next request or send after the connection dropped or a request timed out on a
+    /// silent link.
     pub async fn connect(&self, addr: SocketAddr) -> Result<Conn> {
+        if self.is_shut_down() {
+            return Err(MsgError::Closed);
+        }
         let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
-        let c = self.attach_tcp(s, Some(addr), false);
+        let c = self.attach_tcp(s, Some(addr), false, Some(addr));
         crate::peers::on_connect(self, &c).await;
         Ok(c)
     }
@@ -406,6 +585,17 @@ impl Node {
         self.attach_inner(io, remote, true)
     }
 
+    fn new_conn(
+        &self,
+        remote: Option<SocketAddr>,
+        out: Out,
+        accepted: bool,
+        dial: Option<SocketAddr>,
+    ) -> Conn {
+        let id = self.core.next_id.fetch_add(1, Ordering::Relaxed);
+        Conn(Arc::new(ConnInner::new(id, remote, out, accepted, dial)))
+    }
+
     fn attach_inner<T: Transport>(
         &self,
         io: T,
@@ -413,63 +603,282 @@ impl Node {
         accepted: bool,
     ) -> Conn {
         let (rd, wr) = tokio::io::split(io);
-        self.attach_halves(rd, wr, remote, accepted)
-    }
-
-    fn attach_tcp(&self, s: TcpStream, remote: Option<SocketAddr>, accepted: bool) -> Conn {
-        // Owned halves avoid the lock that generic `split` takes on every poll.
-        let (rd, wr) = s.into_split();
-        self.attach_halves(rd, wr, remote, accepted)
-    }
-
-    fn attach_halves<R, W>(&self, rd: R, wr: W, remote: Option<SocketAddr>, accepted: bool) -> Conn
-    where
-        R: AsyncRead + Send + Unpin + 'static,
-        W: AsyncWrite + Send + Unpin + 'static,
-    {
         let (tx, rx) = mpsc::channel::<Bytes>(self.core.cfg.queue);
-        let id = self.core.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Conn(Arc::new(ConnInner {
-            id,
-            remote,
-            out: Out::Stream(tx),
-            accepted,
-            closed: AtomicBool::new(false),
-            pending: Mutex::new(VecDeque::new()),
-            peer_id: Mutex::new(None),
-        }));
-        lock(&self.core.conns).insert(id, conn.clone());
-        tokio::spawn(writer_task(wr, rx));
-        let node = self.clone();
-        let c = conn.clone();
-        let span = tracing::debug_span!("msg_conn", id, remote = ?remote, accepted);
-        tokio::spawn(
-            async move {
-                let r = node.reader_task(rd, &c).await;
-                if let Err(e) = r {
-                    debug!(error = %e, "connection ended");
-                }
-                node.drop_conn(&c);
-            }
-            .instrument(span),
-        );
+        let conn = self.new_conn(remote, Out::Stream(tx), accepted, None);
+        let writer = tokio::spawn(writer_task(wr, rx));
+        self.start_link(&conn, rd, 0, writer);
         conn
     }
 
-    fn drop_conn(&self, c: &Conn) {
+    fn attach_tcp(
+        &self,
+        s: TcpStream,
+        remote: Option<SocketAddr>,
+        accepted: bool,
+        dial: Option<SocketAddr>,
+    ) -> Conn {
+        let out = TcpOut::new(self.core.cfg.queue);
+        let conn = self.new_conn(remote, Out::Tcp(out), accepted, dial);
+        self.relink_tcp(&conn, s);
+        conn
+    }
+
+    /// Make socket `s` the current link of TCP connection `c` and start its tasks.
+    fn relink_tcp(&self, c: &Conn, s: TcpStream) {
+        let Out::Tcp(out) = &c.0.out else { return };
+        // Owned halves avoid the lock that generic `split` takes on every poll.
+        let (rd, wr) = s.into_split();
+        let (generation, w) = out.relink(wr);
+        let writer = tokio::spawn(out.clone().writer(generation, w));
+        self.start_link(c, rd, generation, writer);
+    }
+
+    fn start_link<R>(&self, c: &Conn, rd: R, generation: u64, writer: JoinHandle<()>)
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        c.0.stopping.store(false, Ordering::Release);
+        c.0.closed.store(false, Ordering::Release);
+        lock(&self.core.conns).insert(c.0.id, c.clone());
+        let node = self.clone();
+        let c2 = c.clone();
+        let span = tracing::debug_span!("msg_conn", id = c.0.id, remote = ?c.0.remote, accepted = c.0.accepted, generation);
+        let task = async move {
+            let r = node.reader_task(rd, &c2).await;
+            if let Err(e) = r {
+                debug!(error = %e, "connection ended");
+            }
+            node.drop_link(&c2, generation);
+        };
+        // The span wrapper costs ~1 % of a round trip: only pay it when someone listens.
+        let reader = if span.is_disabled() {
+            tokio::spawn(task)
+        } else {
+            tokio::spawn(task.instrument(span))
+        };
+        let old = {
+            let mut l = lock(&c.0.link);
+            l.generation = generation;
+            (l.reader.replace(reader), l.writer.replace(writer))
+        };
+        // Tasks of a previous link (already closed) must not linger.
+        if let Some(h) = old.0 {
+            h.abort();
+        }
+        if let Some(h) = old.1 {
+            h.abort();
+        }
+    }
+
+    /// The current link of `c` ended (EOF, error, close): mark the connection closed, fail
+    /// its waiting requests, forget its subscriptions and peer, and send FIN after flushing.
+    /// A no-op for a link that has already been replaced by a reconnect.
+    fn drop_link(&self, c: &Conn, generation: u64) {
+        if lock(&c.0.link).generation != generation {
+            return;
+        }
         c.0.closed.store(true, Ordering::Release);
-        lock(&self.core.conns).remove(&c.0.id);
+        {
+            let mut conns = lock(&self.core.conns);
+            if conns.get(&c.0.id).is_some_and(|x| x == c) {
+                conns.remove(&c.0.id);
+            }
+        }
         self.remove_subscriber(c);
         c.fail_pending();
         let pid = lock(&c.0.peer_id).take();
         if let Some(pid) = pid {
             lock(&self.core.peers).remove(&pid);
         }
+        match &c.0.out {
+            Out::Tcp(o) => o.close(Some(generation)),
+            Out::Stream(tx) => {
+                if let Err(mpsc::error::TrySendError::Full(m)) = tx.try_send(Bytes::new()) {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(m).await;
+                    });
+                }
+            }
+            Out::Udp(_) => {}
+        }
+        c.0.closed_note.notify_waiters();
+    }
+
+    /// Cut the current link of `c` at once (no flush): used when a request timed out on a
+    /// silent link, so that the next request re-dials.
+    fn reset_link(&self, c: &Conn) {
+        let (generation, r, w) = {
+            let mut l = lock(&c.0.link);
+            (l.generation, l.reader.take(), l.writer.take())
+        };
+        if let Some(h) = r {
+            h.abort();
+        }
+        if let Some(h) = w {
+            h.abort();
+        }
+        if let Out::Tcp(o) = &c.0.out {
+            o.abort();
+        }
+        self.drop_link(c, generation);
+    }
+
+    /// Re-dial a closed client connection following `p` (one at a time per connection).
+    async fn redial(&self, c: &Conn, p: &Reconnect) -> Result<()> {
+        let Some(addr) = c.0.dial else {
+            return Err(MsgError::Closed);
+        };
+        let _g = c.0.redial.lock().await;
+        if !c.is_closed() {
+            return Ok(()); // another request re-dialled meanwhile
+        }
+        let mut delay = p.initial_backoff;
+        let mut last = MsgError::Closed;
+        for attempt in 0..p.attempts.max(1) {
+            if self.is_shut_down() || c.0.no_redial.load(Ordering::Acquire) {
+                return Err(MsgError::Closed);
+            }
+            if attempt > 0 {
+                // Exponential backoff with jitter (50–100 % of the nominal delay).
+                let nominal = delay.as_micros() as u64;
+                let jittered = nominal / 2 + rand::thread_rng().next_u64() % (nominal / 2 + 1);
+                tokio::time::sleep(Duration::from_micros(jittered)).await;
+                delay = (delay * 2).min(p.max_backoff);
+            }
+            match tokio::time::timeout(p.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    self.relink_tcp(c, s);
+                    debug!(conn = c.0.id, attempt, "reconnected");
+                    Box::pin(crate::peers::on_connect(self, c)).await;
+                    return Ok(());
+                }
+                Ok(Err(e)) => last = e.into(),
+                Err(_) => last = MsgError::Timeout(p.connect_timeout),
+            }
+        }
+        Err(last)
+    }
+
+    /// Re-dial `c` if it is a closed client connection and reconnect is on.
+    async fn ensure_open(&self, c: &Conn) -> Result<()> {
+        if !c.is_closed() {
+            return Ok(());
+        }
+        match (&self.core.cfg.reconnect, c.0.dial) {
+            (Some(p), Some(_)) if !c.0.no_redial.load(Ordering::Acquire) => self.redial(c, p).await,
+            _ => Err(MsgError::Closed),
+        }
+    }
+
+    /// True once [`Node::shutdown`] has been called.
+    pub fn is_shut_down(&self) -> bool {
+        self.core.shut.load(Ordering::Acquire)
+    }
+
+    /// Graceful shutdown of the whole node (server and client side):
+    /// 1. stop accepting: every listener is closed and its port is free when this returns;
+    ///    new `listen`/`connect`/`request` calls fail with [`MsgError::Closed`] and no
+    ///    connection re-dials;
+    /// 2. with peer management on, send DISCONNECT to connections and known peers; stop UDP;
+    /// 3. on every connection, stop reading new messages, let the handler that is running
+    ///    finish and its reply go out, and wait for answers to our own pending requests;
+    /// 4. flush the outgoing queue and close the write side (FIN), so peers see a clean
+    ///    close (pending requests on their side fail with [`MsgError::Closed`], not a hang).
+    ///
+    /// Steps 3–4 are bounded by `grace` (plus up to 250 ms to flush); connections still busy
+    /// then are cut and counted in [`ShutdownStats::forced`].
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownStats {
+        let deadline = tokio::time::Instant::now() + grace;
+        self.core.shut.store(true, Ordering::Release);
+        let listeners: Vec<_> = lock(&self.core.listeners).drain(..).collect();
+        let n_listeners = listeners.len();
+        for (_, h) in listeners {
+            h.abort();
+            let _ = h.await; // the listener socket is dropped when the task ends
+        }
+        if self.core.local_peer.is_some() {
+            let _ = tokio::time::timeout_at(deadline, self.disconnect_peers()).await;
+        }
+        let udp = lock(&self.core.udp).take();
+        if let Some(t) = udp.and_then(|u| u.task) {
+            t.abort();
+            let _ = t.await;
+        }
+        let conns = self.connections();
+        let (closed, forced) = self.close_conns(&conns, deadline).await;
+        ShutdownStats {
+            listeners: n_listeners,
+            closed,
+            forced,
+        }
+    }
+
+    /// Gracefully close one connection (as in [`Node::shutdown`], bounded by `grace`); it
+    /// will not re-dial.
+    pub async fn close(&self, c: &Conn, grace: Duration) -> ShutdownStats {
+        let deadline = tokio::time::Instant::now() + grace;
+        let (closed, forced) = self.close_conns(std::slice::from_ref(c), deadline).await;
+        ShutdownStats {
+            listeners: 0,
+            closed,
+            forced,
+        }
+    }
+
+    async fn close_conns(&self, conns: &[Conn], deadline: tokio::time::Instant) -> (usize, usize) {
+        for c in conns {
+            c.0.no_redial.store(true, Ordering::Release);
+            c.0.stopping.store(true, Ordering::Release);
+            c.0.stop.notify_waiters();
+        }
+        let (mut closed, mut forced) = (0, 0);
+        for c in conns {
+            let (generation, reader) = {
+                let mut l = lock(&c.0.link);
+                (l.generation, l.reader.take())
+            };
+            let graceful = match reader {
+                None => true,
+                Some(mut h) => match tokio::time::timeout_at(deadline, &mut h).await {
+                    Ok(_) => true,
+                    Err(_) => {
+                        h.abort();
+                        let _ = h.await;
+                        false
+                    }
+                },
+            };
+            // The reader's end marks the link closed; a cut reader did not get there.
+            self.drop_link(c, generation);
+            if graceful {
+                closed += 1;
+            } else {
+                forced += 1;
+            }
+            let writer = lock(&c.0.link).writer.take();
+            if let Some(mut h) = writer {
+                let flush_by =
+                    deadline.max(tokio::time::Instant::now() + Duration::from_millis(250));
+                if tokio::time::timeout_at(flush_by, &mut h).await.is_err() {
+                    h.abort();
+                    if let Out::Tcp(o) = &c.0.out {
+                        o.abort();
+                    }
+                }
+            }
+        }
+        (closed, forced)
     }
 
     async fn reader_task<R: AsyncRead + Unpin>(&self, mut rd: R, c: &Conn) -> Result<()> {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut ra = Reassembler::new(self.core.cfg.max_message);
+        let stop = c.0.stop.notified();
+        tokio::pin!(stop);
+        stop.as_mut().enable();
+        let mut stop_seen = false;
         loop {
             while let Some(res) = decode_frame(&mut buf)? {
                 match res {
@@ -485,11 +894,22 @@ impl Node {
                     }
                 }
             }
+            // Graceful close: stop once none of our requests waits for an answer here.
+            if c.0.stopping.load(Ordering::Acquire) && lock(&c.0.pending).is_empty() {
+                return Ok(());
+            }
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(64 * 1024);
             }
-            if rd.read_buf(&mut buf).await? == 0 {
-                return Ok(());
+            tokio::select! {
+                biased;
+                r = rd.read_buf(&mut buf) => {
+                    if r? == 0 {
+                        return Ok(());
+                    }
+                    c.0.rx_reads.fetch_add(1, Ordering::Relaxed);
+                }
+                _ = &mut stop, if !stop_seen => stop_seen = true,
             }
         }
     }
@@ -509,11 +929,11 @@ impl Node {
     /// Encode (chunking if needed and enabled) and queue on `c`.
     async fn send_encoded(&self, c: &Conn, m: &Message) -> Result<()> {
         match m.encode() {
-            Ok(b) => c.send_raw(Bytes::from(b)).await,
+            Ok(b) => c.send_vec(b).await,
             Err(MsgError::TooLarge { .. }) if self.core.cfg.chunking => {
                 let id = rand::thread_rng().next_u64();
                 for f in chunk::split(m, id)? {
-                    c.send_raw(Bytes::from(f)).await?;
+                    c.send_vec(f).await?;
                 }
                 Ok(())
             }
@@ -533,7 +953,14 @@ impl Node {
     }
 
     /// Seal `m` with inner then node plugins for `c` and send it.
+    /// A closed client connection re-dials first when reconnect is on.
     pub async fn send_with(&self, c: &Conn, m: Message, inner: &Plugins) -> Result<()> {
+        if c.0.dial.is_some() && c.is_closed() {
+            self.ensure_open(c).await?;
+        }
+        if inner.is_empty() && self.core.cfg.plugins.is_empty() {
+            return self.send_encoded(c, &m).await; // nothing to seal: no clock, no RNG
+        }
         let peer = self.peer_of(c);
         let sealed = {
             let mut rng = rand::thread_rng();
@@ -557,7 +984,9 @@ impl Node {
         let peer = self.peer_of(c);
         let node_p = &self.core.cfg.plugins;
         // 1. node auth, 2. node cipher
-        let opened = {
+        let opened = if node_p.is_empty() {
+            Ok(Ok(msg))
+        } else {
             let mut rng = rand::thread_rng();
             let mut cx = PluginCx {
                 now_ms: now_ms(),
@@ -565,12 +994,12 @@ impl Node {
                 peer: peer.as_ref(),
             };
             match node_p.check(&msg, &mut cx) {
-                Err(e) => Err(e),
-                Ok(()) => Ok(node_p.open(msg.clone(), &mut cx)),
+                Err(_) => Err(msg),
+                Ok(()) => Ok(node_p.open(msg, &mut cx)),
             }
         };
         let msg = match opened {
-            Err(_) => {
+            Err(msg) => {
                 if msg.mtype.is_error() {
                     // Error replies travel without plugins: hand them to the waiting request.
                     self.deliver_unauthenticated_error(c, msg);
@@ -599,21 +1028,25 @@ impl Node {
             Some(m) => m,
         };
         // 4. route
-        let keys = {
-            let mut k = Vec::with_capacity(3);
-            if let Some(a) = c.0.remote {
-                k.push(Key::TypeUriAddr(msg.mtype, msg.body.uri.clone(), a));
-            }
-            k.push(Key::TypeUri(msg.mtype, msg.body.uri.clone()));
-            k.push(Key::Type(msg.mtype));
-            k
+        let keys = [
+            c.0.remote
+                .filter(|_| self.core.addr_keys.load(Ordering::Acquire))
+                .map(|a| Key::TypeUriAddr(msg.mtype, msg.body.uri.clone(), a)),
+            Some(Key::TypeUri(msg.mtype, msg.body.uri.clone())),
+            Some(Key::Type(msg.mtype)),
+        ];
+        let entry = {
+            let mut eph = lock(&self.core.ephemeral);
+            let handlers = lock(&self.core.handlers);
+            keys.iter().flatten().find_map(|k| {
+                if !eph.is_empty()
+                    && let Some(e) = eph.remove(k)
+                {
+                    return Some(e);
+                }
+                handlers.get(k).cloned()
+            })
         };
-        let entry = keys.iter().find_map(|k| {
-            if let Some(e) = lock(&self.core.ephemeral).remove(k) {
-                return Some(e);
-            }
-            lock(&self.core.handlers).get(k).cloned()
-        });
         let rid = msg.auth.get_bytes(RID_FIELD).map(<[u8]>::to_vec);
         let mtype = msg.mtype;
         let (reply, inner) = match entry {
@@ -632,7 +1065,9 @@ impl Node {
                 )
             }
             Some(e) => {
-                let checked = {
+                let checked = if e.plugins.is_empty() {
+                    Ok(Ok(msg))
+                } else {
                     let mut rng = rand::thread_rng();
                     let mut cx = PluginCx {
                         now_ms: now_ms(),
@@ -731,6 +1166,8 @@ impl Node {
         };
         let res = if m.mtype.is_error() && p.inner.is_empty() {
             Err(remote_err(&m))
+        } else if p.inner.is_empty() {
+            Ok(m)
         } else {
             let mut rng = rand::thread_rng();
             let mut cx = PluginCx {
@@ -773,6 +1210,11 @@ impl Node {
     }
 
     /// [`Node::request`] with per-request inner plugins.
+    ///
+    /// On a client connection made with [`Node::connect`] and a [`Reconnect`] policy: a
+    /// closed connection is re-dialled first (backoff between attempts); a `REQUEST_URI`
+    /// whose connection closes before the answer is sent once more on a fresh connection
+    /// (`retry_reads`); a timeout on a link that stayed silent resets it (`on_timeout`).
     pub async fn request_with(
         &self,
         c: &Conn,
@@ -782,9 +1224,56 @@ impl Node {
         timeout: Option<Duration>,
         inner: Plugins,
     ) -> Result<Message> {
-        if c.is_closed() {
+        if self.is_shut_down() {
             return Err(MsgError::Closed);
         }
+        let policy = self
+            .core
+            .cfg
+            .reconnect
+            .as_ref()
+            .filter(|_| c.0.dial.is_some());
+        let mut retries = match policy {
+            Some(p) if p.retry_reads && mtype == MessageType::REQUEST_URI => 1,
+            _ => 0,
+        };
+        loop {
+            self.ensure_open(c).await?;
+            let reads_before = c.0.rx_reads.load(Ordering::Relaxed);
+            match self
+                .request_once(c, mtype, uri, content, timeout, &inner)
+                .await
+            {
+                Err(MsgError::Closed) if retries > 0 && !c.0.no_redial.load(Ordering::Acquire) => {
+                    retries -= 1;
+                }
+                Err(MsgError::Timeout(d)) => {
+                    if policy.is_some_and(|p| p.on_timeout)
+                        && c.0.rx_reads.load(Ordering::Relaxed) == reads_before
+                        && !c.is_closed()
+                    {
+                        debug!(
+                            conn = c.0.id,
+                            "request timed out on a silent link; resetting"
+                        );
+                        self.reset_link(c);
+                    }
+                    return Err(MsgError::Timeout(d));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn request_once(
+        &self,
+        c: &Conn,
+        mtype: MessageType,
+        uri: &[u8],
+        content: &[u8],
+        timeout: Option<Duration>,
+        inner: &Plugins,
+    ) -> Result<Message> {
         let timeout = timeout.unwrap_or(self.core.cfg.timeout);
         let mut m = Message::new(
             mtype,
@@ -812,8 +1301,16 @@ impl Node {
             inner: inner.clone(),
             tx,
         });
-        let sent = self.send_with(c, m, &inner).await;
+        // The link may have closed between the caller's check and our push (its pending
+        // queue was already failed): do not wait for an answer that cannot come.
+        if c.is_closed() {
+            drop(rx);
+            self.forget(c, rid);
+            return Err(MsgError::Closed);
+        }
+        let sent = self.send_with(c, m, inner).await;
         if let Err(e) = sent {
+            drop(rx);
             self.forget(c, rid);
             return Err(e);
         }
@@ -827,16 +1324,12 @@ impl Node {
         }
     }
 
+    /// Remove a request that gave up (its receiver must be dropped first), and any other
+    /// entry whose requester is gone, so that no stale entry can swallow a later answer
+    /// (without ids answers are matched first-in first-out per URI).
     fn forget(&self, c: &Conn, rid: Option<[u8; 8]>) {
         let mut q = lock(&c.0.pending);
-        // Without ids the oldest entry is the one that timed out (FIFO per connection).
-        let i = match rid {
-            Some(r) => q.iter().position(|p| p.rid == Some(r)),
-            None => q.iter().position(|p| p.tx.is_closed()),
-        };
-        if let Some(i) = i {
-            q.remove(i);
-        }
+        q.retain(|p| !p.tx.is_closed() && (rid.is_none() || p.rid != rid));
     }
 
     /// CREATE_URI request.
@@ -1035,15 +1528,13 @@ impl Node {
             // Bounded: forget addresses that are not peers.
             u.by_addr.retain(|_, c| lock(&c.0.peer_id).is_some());
         }
-        let c = Conn(Arc::new(ConnInner {
-            id: self.core.next_id.fetch_add(1, Ordering::Relaxed),
-            remote: Some(addr),
-            out: Out::Udp(u.sock.clone()),
-            accepted: true,
-            closed: AtomicBool::new(false),
-            pending: Mutex::new(VecDeque::new()),
-            peer_id: Mutex::new(None),
-        }));
+        let c = Conn(Arc::new(ConnInner::new(
+            self.core.next_id.fetch_add(1, Ordering::Relaxed),
+            Some(addr),
+            Out::Udp(u.sock.clone()),
+            true,
+            None,
+        )));
         u.by_addr.insert(addr, c.clone());
         Ok(c)
     }
@@ -1113,11 +1604,17 @@ fn remote_err(m: &Message) -> MsgError {
 
 async fn writer_task<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Bytes>) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut closing = false;
     while let Some(first) = rx.recv().await {
+        // An empty frame is the close marker: flush what came before it, then FIN.
+        closing |= first.is_empty();
         buf.extend_from_slice(&first);
-        while buf.len() < 256 * 1024 {
+        while buf.len() < 256 * 1024 && !closing {
             match rx.try_recv() {
-                Ok(b) => buf.extend_from_slice(&b),
+                Ok(b) => {
+                    closing |= b.is_empty();
+                    buf.extend_from_slice(&b);
+                }
                 Err(_) => break,
             }
         }
@@ -1125,6 +1622,9 @@ async fn writer_task<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Byt
             break;
         }
         buf.clear();
+        if closing {
+            break;
+        }
     }
     let _ = w.shutdown().await;
 }

@@ -386,3 +386,63 @@ async fn rust_client_netaio_server_hmac() {
 async fn rust_client_netaio_server_hmac_cipher() {
     rust_client_against_netaio_server("cipher").await
 }
+
+/// Start `interop_server.py MODE [PORT]`; returns the child and its port.
+async fn netaio_server(mode: &str, port: Option<u16>) -> Option<(tokio::process::Child, u16)> {
+    let py = python()?;
+    let mut cmd = Command::new(py);
+    cmd.arg(script("interop_server.py")).arg(mode);
+    if let Some(p) = port {
+        cmd.arg(p.to_string());
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    Some((child, first.strip_prefix("PORT ").unwrap().parse().unwrap()))
+}
+
+#[tokio::test]
+async fn rust_client_reconnects_after_netaio_server_restart() {
+    let Some((mut first, port)) = netaio_server("hmac", None).await else {
+        return;
+    };
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let c = NodeBuilder::compat()
+        .plugins(plugins("hmac", "test"))
+        .reconnect(Some(betanet_msg::Reconnect {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(20),
+            ..Default::default()
+        }))
+        .build();
+    let conn = c.connect(addr).await.unwrap();
+    let r = c
+        .request(&conn, MessageType::REQUEST_URI, b"echo", b"before", T)
+        .await
+        .unwrap();
+    assert_eq!(&r.body.content[..], b"before");
+    // Kill the Python server hard, then start a new one on the same port.
+    first.kill().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .expect("client did not notice the dead server");
+    let Some((_second, port2)) = netaio_server("hmac", Some(port)).await else {
+        return;
+    };
+    assert_eq!(port2, port);
+    let r = c
+        .request(&conn, MessageType::REQUEST_URI, b"echo", b"after", T)
+        .await
+        .unwrap();
+    assert_eq!(&r.body.content[..], b"after");
+    assert!(!conn.is_closed());
+}

@@ -775,3 +775,29 @@ async fn e2e_relay_cannot_read_inner_layer() {
     assert!(!at_relay.windows(10).any(|w| w == b"top secret"));
     assert_eq!(rx.recv().await.unwrap(), b"top secret".to_vec());
 }
+
+#[tokio::test]
+async fn handler_keyed_by_peer_address_wins_over_uri_key() {
+    let s = NodeBuilder::compat().build();
+    s.on((MessageType::REQUEST_URI, "who"), || async {
+        Message::new(MessageType::RESPOND_URI, &b"who"[..], &b"anyone"[..])
+    });
+    let addr = s.listen(lo()).await.unwrap();
+    let (c1, c2) = (NodeBuilder::compat().build(), NodeBuilder::compat().build());
+    let k1 = c1.connect(addr).await.unwrap();
+    let ask = |c: Node, k: Conn| async move {
+        c.request(&k, MessageType::REQUEST_URI, b"who", b"", T)
+            .await
+            .unwrap()
+            .body
+            .content
+    };
+    assert_eq!(&ask(c1.clone(), k1.clone()).await[..], b"anyone");
+    let first = s.connections()[0].remote().unwrap();
+    s.on((MessageType::REQUEST_URI, "who", first), || async {
+        Message::new(MessageType::RESPOND_URI, &b"who"[..], &b"you"[..])
+    });
+    let k2 = c2.connect(addr).await.unwrap();
+    assert_eq!(&ask(c1, k1).await[..], b"you");
+    assert_eq!(&ask(c2, k2).await[..], b"anyone");
+}
