@@ -12,7 +12,8 @@
 //! **How it fits.** [`serve_stream`] runs one BAR exchange over any
 //! `AsyncRead + AsyncWrite` stream: the binary hands it each HTX stream accepted by
 //! `betanet-net`. [`serve_tcp_bar`] carries one exchange per plain TCP connection (tests,
-//! benchmarks, a development upstream for the gateway). [`run_site`] builds an [`App`] from an
+//! benchmarks, a development upstream for the gateway). With the `htx` feature, the `htx` module serves an app on
+//! `betanet-net` connections (what `betanet serve` runs). [`run_site`] builds an [`App`] from an
 //! [`AppConfig`] and a [`PluginRegistry`] and serves it.
 //!
 //! **What it is not.** No transport security or access control of its own: encryption,
@@ -37,6 +38,8 @@ pub mod body;
 pub mod client;
 pub mod config;
 pub mod error;
+#[cfg(feature = "htx")]
+pub mod htx;
 pub mod plugin;
 pub mod plugins;
 pub mod request;

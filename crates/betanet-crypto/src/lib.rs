@@ -30,6 +30,7 @@ pub mod hash;
 pub mod identity;
 pub mod kdf;
 pub mod kem;
+pub mod keyfile;
 pub mod noise;
 pub mod schedule;
 pub mod sign;

@@ -2,7 +2,7 @@
 //! Hot paths without I/O: classifying a connection's first bytes and mapping an HTTP request
 //! head to an encoded, framed BAR head (and a BAR response head back to HTTP).
 
-use betanet_gateway::barmap::{request_head, response_head};
+use betanet_gateway::barmap::{request_head, request_head_framed, response_head};
 use betanet_gateway::classify_first_bytes;
 use betanet_wire::bar;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -23,12 +23,24 @@ fn benches(c: &mut Criterion) {
         .header("connection", "keep-alive")
         .body(())
         .unwrap();
-    c.bench_function("HTTP head -> framed BAR head", |b| {
-        b.iter(|| {
-            let h = request_head(req.method(), req.uri(), req.headers(), true, "/");
-            bar::stream::frame_head(&h.encode().unwrap()).unwrap()
-        })
-    });
+    c.bench_function(
+        "HTTP head -> framed BAR head (direct encoder, hot path)",
+        |b| {
+            b.iter(|| {
+                request_head_framed(black_box(req.method()), req.uri(), req.headers(), true, "/")
+                    .unwrap()
+            })
+        },
+    );
+    c.bench_function(
+        "HTTP head -> framed BAR head (bar::Request + cbor::Value)",
+        |b| {
+            b.iter(|| {
+                let h = request_head(req.method(), req.uri(), req.headers(), true, "/");
+                bar::stream::frame_head(&h.encode().unwrap()).unwrap()
+            })
+        },
+    );
     let resp = bar::Response {
         status: 200,
         headers: vec![

@@ -19,7 +19,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::upstream::BoxSiteStream;
@@ -193,6 +193,144 @@ pub fn request_head(
     }
 }
 
+/// Appends a deterministic-CBOR head (major type `major`, argument `n`, shortest form).
+fn cbor_head(out: &mut Vec<u8>, major: u8, n: u64) {
+    let m = major << 5;
+    if n < 24 {
+        out.push(m | n as u8);
+    } else if let Ok(b) = u8::try_from(n) {
+        out.extend_from_slice(&[m | 24, b]);
+    } else if let Ok(b) = u16::try_from(n) {
+        out.push(m | 25);
+        out.extend_from_slice(&b.to_be_bytes());
+    } else if let Ok(b) = u32::try_from(n) {
+        out.push(m | 26);
+        out.extend_from_slice(&b.to_be_bytes());
+    } else {
+        out.push(m | 27);
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
+fn cbor_text(out: &mut Vec<u8>, t: &[u8]) {
+    cbor_head(out, 3, t.len() as u64);
+    out.extend_from_slice(t);
+}
+
+/// The request head of [`request_head`], already encoded and framed for the stream
+/// (`u32be len ‖ det-CBOR {b, h, m, u}`), written straight into one buffer: no intermediate
+/// `bar::Request`, CBOR value tree or per-header `String`s (this runs once per forwarded
+/// request). Byte-identical to `frame_head(&request_head(..).encode()?)` (property-tested).
+/// `None` when the head exceeds [`bar::stream::MAX_HEAD_LEN`].
+pub fn request_head_framed(
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    forward_path: bool,
+    upstream_path: &str,
+) -> Option<Vec<u8>> {
+    // BAR spells DELETE `DEL`; every other method keeps its text (`Method::parse` ∘ `as_str`).
+    let m = if method == http::Method::DELETE {
+        "DEL"
+    } else {
+        method.as_str()
+    };
+    let listed = if headers.contains_key(http::header::CONNECTION) {
+        connection_tokens(headers)
+    } else {
+        Vec::new()
+    };
+    // (name, value); values borrowed unless joined or stripped.
+    let mut entries: Vec<(&str, std::borrow::Cow<'_, [u8]>)> =
+        Vec::with_capacity(headers.keys_len() + 1);
+    for name in headers.keys() {
+        let n = name.as_str();
+        if is_hop_by_hop(n, &listed) {
+            continue;
+        }
+        let is_cookie = name == http::header::COOKIE;
+        let mut joined: Option<std::borrow::Cow<'_, [u8]>> = None;
+        for value in headers.get_all(name) {
+            let v: std::borrow::Cow<'_, [u8]> = if is_cookie {
+                match value.to_str().ok().map(strip_ticket_cookie) {
+                    Some(Some(s)) => std::borrow::Cow::Owned(s.into_bytes()),
+                    Some(None) => continue,
+                    None => std::borrow::Cow::Borrowed(value.as_bytes()),
+                }
+            } else {
+                std::borrow::Cow::Borrowed(value.as_bytes())
+            };
+            joined = Some(match joined {
+                None => v,
+                Some(prev) => {
+                    let mut j = prev.into_owned();
+                    j.extend_from_slice(if is_cookie { b"; " } else { b", " });
+                    j.extend_from_slice(&v);
+                    std::borrow::Cow::Owned(j)
+                }
+            });
+        }
+        if let Some(v) = joined {
+            entries.push((n, v));
+        }
+    }
+    if let Some(a) = uri.authority()
+        && !entries.iter().any(|(k, _)| *k == "host")
+    {
+        entries.push(("host", std::borrow::Cow::Borrowed(a.as_str().as_bytes())));
+    }
+    // Deterministic CBOR orders map keys by their encoded bytes: for text keys that is
+    // shorter first, then bytewise.
+    entries.sort_unstable_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.cmp(b.0)));
+    let mut out = Vec::with_capacity(
+        96 + uri.path().len()
+            + uri.query().map_or(0, str::len)
+            + entries
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 6)
+                .sum::<usize>(),
+    );
+    out.extend_from_slice(&[0; 4]);
+    cbor_head(&mut out, 5, 4);
+    // "b": empty bytes (the body streams after the head).
+    out.extend_from_slice(&[0x61, b'b', 0x40]);
+    out.extend_from_slice(&[0x61, b'h']);
+    cbor_head(&mut out, 5, entries.len() as u64);
+    for (k, v) in &entries {
+        cbor_text(&mut out, k.as_bytes());
+        if std::str::from_utf8(v).is_ok() {
+            cbor_text(&mut out, v);
+        } else {
+            cbor_head(&mut out, 2, v.len() as u64);
+            out.extend_from_slice(v);
+        }
+    }
+    out.extend_from_slice(&[0x61, b'm']);
+    cbor_text(&mut out, m.as_bytes());
+    out.extend_from_slice(&[0x61, b'u']);
+    if forward_path {
+        let path = uri.path();
+        match uri.query().and_then(strip_ticket_param) {
+            Some(q) => {
+                cbor_head(&mut out, 3, (path.len() + 1 + q.len()) as u64);
+                out.extend_from_slice(path.as_bytes());
+                out.push(b'?');
+                out.extend_from_slice(q.as_bytes());
+            }
+            None => cbor_text(&mut out, path.as_bytes()),
+        }
+    } else {
+        cbor_text(&mut out, upstream_path.as_bytes());
+    }
+    let len = out.len() - 4;
+    if len > bar::stream::MAX_HEAD_LEN {
+        return None;
+    }
+    let len = u32::try_from(len).ok()?;
+    out.get_mut(..4)?.copy_from_slice(&len.to_be_bytes());
+    Some(out)
+}
+
 /// Maps a BAR response head to an HTTP status and headers. Invalid names/values are dropped;
 /// a status that is not a final HTTP status is `None` (the caller answers 502).
 pub fn response_head(resp: &bar::Response) -> Option<(StatusCode, HeaderMap, Option<u64>)> {
@@ -242,13 +380,15 @@ pub struct ExchangeLimits {
 }
 
 const CHUNK: usize = 64 * 1024;
+/// Read size while waiting for the response head (small responses fit in one read).
+const HEAD_READ: usize = 4 * 1024;
 
-/// Runs one BAR exchange on `stream`: sends `head` and streams `body`, returns the HTTP
-/// response whose body streams from the site. `Err` means nothing was sent to the client yet
-/// (answer 502).
+/// Runs one BAR exchange on `stream`: sends `framed` (the framed request head, see
+/// [`request_head_framed`]) and streams `body`, returns the HTTP response whose body streams
+/// from the site. `Err` means nothing was sent to the client yet (answer 502).
 pub async fn exchange<B>(
-    stream: BoxSiteStream,
-    head: bar::Request,
+    mut stream: BoxSiteStream,
+    framed: Vec<u8>,
     body: B,
     limits: ExchangeLimits,
     started: Instant,
@@ -259,20 +399,20 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send,
 {
-    let encoded = head.encode().map_err(|_| ExchangeError::BadResponse)?;
-    let framed = bar::stream::frame_head(&encoded).map_err(|_| ExchangeError::BadResponse)?;
-    let (rd, mut wr) = tokio::io::split(stream);
     let (abort_tx, abort_rx) = tokio::sync::oneshot::channel::<()>();
     let body_timeout = limits.body_timeout;
     if body.is_end_stream() {
-        // No request body (GET and friends): write the head and FIN inline, no pump task.
-        wr.write_all(&framed)
+        // No request body (GET and friends): write the head and FIN inline — no pump task,
+        // no split of the stream.
+        stream
+            .write_all(&framed)
             .await
             .map_err(ExchangeError::Upstream)?;
-        wr.shutdown().await.map_err(ExchangeError::Upstream)?;
+        stream.shutdown().await.map_err(ExchangeError::Upstream)?;
         drop(abort_tx);
-        return read_response(rd, None, abort_rx, limits, started, bodyless, latency).await;
+        return read_response(stream, None, abort_rx, limits, started, bodyless, latency).await;
     }
+    let (rd, mut wr) = tokio::io::split(stream);
     let pump = tokio::spawn(async move {
         let mut body = body;
         let r: io::Result<()> = async {
@@ -308,21 +448,27 @@ where
 
 type Pump = tokio::task::JoinHandle<io::Result<()>>;
 
-async fn read_response(
-    mut rd: tokio::io::ReadHalf<BoxSiteStream>,
+async fn read_response<R>(
+    mut rd: R,
     pump: Option<Pump>,
     mut abort_rx: tokio::sync::oneshot::Receiver<()>,
     limits: ExchangeLimits,
     started: Instant,
     bodyless: bool,
     latency: &prometheus_client::metrics::histogram::Histogram,
-) -> Result<Response<GwBody>, ExchangeError> {
+) -> Result<Response<GwBody>, ExchangeError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
     let abort_pump = |p: &Option<Pump>| {
         if let Some(p) = p {
             p.abort();
         }
     };
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut buf = BytesMut::with_capacity(HEAD_READ);
+    // Reads go through an initialised buffer: `read_buf` into spare capacity would make the
+    // stream zero the whole spare capacity on every read (`ReadBuf::initialize_unfilled`).
+    let mut tmp = [0u8; HEAD_READ];
     let read_head = async {
         loop {
             if let Some((h, used)) =
@@ -332,10 +478,8 @@ async fn read_response(
                 let rest = buf.split_off(used);
                 return Ok((resp, rest));
             }
-            let n = rd
-                .read_buf(&mut buf)
-                .await
-                .map_err(ExchangeError::Upstream)?;
+            let n = rd.read(&mut tmp).await.map_err(ExchangeError::Upstream)?;
+            buf.extend_from_slice(tmp.get(..n).unwrap_or_default());
             if n == 0 {
                 return Err(ExchangeError::Upstream(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -399,14 +543,12 @@ async fn read_response(
                 }
             }
         }
-        let mut buf = BytesMut::with_capacity(CHUNK);
+        // Initialised once (see above); each chunk is copied out at its real length.
+        let mut buf = vec![0u8; CHUNK];
         let mut abort_armed = true;
         loop {
-            if buf.capacity() - buf.len() < CHUNK / 4 {
-                buf.reserve(CHUNK);
-            }
             let r = tokio::select! {
-                r = rd.read_buf(&mut buf) => r,
+                r = rd.read(&mut buf) => r,
                 a = &mut abort_rx, if abort_armed => match a {
                     // The request side failed: abort the response too.
                     Ok(()) => Err(io::Error::other("request side failed")),
@@ -429,8 +571,8 @@ async fn read_response(
                     }
                     break;
                 }
-                Ok(_) => {
-                    let chunk = buf.split().freeze();
+                Ok(n) => {
+                    let chunk = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                     sent += chunk.len() as u64;
                     if tx.send(Ok(chunk)).await.is_err() {
                         abort_pump(&pump);
@@ -504,6 +646,95 @@ mod tests {
         );
         let r2 = request_head(&http::Method::GET, &uri, &h, false, "/fixed");
         assert_eq!(r2.uri, "/fixed");
+    }
+
+    fn reference_framed(
+        m: &http::Method,
+        uri: &http::Uri,
+        h: &HeaderMap,
+        forward_path: bool,
+    ) -> Vec<u8> {
+        let head = request_head(m, uri, h, forward_path, "/fixed");
+        bar::stream::frame_head(&head.encode().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn framed_head_matches_the_reference_encoder() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-drop"));
+        h.insert("x-drop", HeaderValue::from_static("1"));
+        h.append("accept", HeaderValue::from_static("a"));
+        h.append("accept", HeaderValue::from_static("b"));
+        h.append("cookie", HeaderValue::from_static("__Host-bn1=abc; s=1"));
+        h.append("cookie", HeaderValue::from_static("t=2"));
+        h.insert("x-bin", HeaderValue::from_bytes(b"\xff\xfe").unwrap());
+        h.insert(
+            "x-a-very-long-header-name-over-24-bytes",
+            HeaderValue::from_static("v"),
+        );
+        let uri: http::Uri = "http://example.test/p/q?x=1&bn1=t".parse().unwrap();
+        for m in [http::Method::GET, http::Method::DELETE, http::Method::PATCH] {
+            for fp in [true, false] {
+                let fast = request_head_framed(&m, &uri, &h, fp, "/fixed").unwrap();
+                assert_eq!(fast, reference_framed(&m, &uri, &h, fp));
+            }
+        }
+        // The decoded head carries the mapping (host from the authority, joined cookies).
+        let fast = request_head_framed(&http::Method::DELETE, &uri, &h, true, "/").unwrap();
+        let (head, used) = bar::stream::split_head(&fast).unwrap().unwrap();
+        assert_eq!(used, fast.len());
+        let r = bar::Request::decode(head).unwrap();
+        assert_eq!(r.method, Method::Del);
+        assert_eq!(r.uri, "/p/q?x=1");
+        assert_eq!(
+            bar::header(&r.headers, "cookie"),
+            Some(&BarValue::Text("s=1; t=2".into()))
+        );
+        assert_eq!(
+            bar::header(&r.headers, "host"),
+            Some(&BarValue::Text("example.test".into()))
+        );
+        assert_eq!(
+            bar::header(&r.headers, "x-bin"),
+            Some(&BarValue::Bytes(vec![0xff, 0xfe]))
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn framed_head_equals_reference(
+            method in proptest::sample::select(vec!["GET", "POST", "PUT", "DELETE", "DEL", "PATCH", "X-CUSTOM"]),
+            path in "/[a-z0-9/]{0,40}",
+            query in proptest::option::of("[a-z0-9=&]{0,30}(&bn1=[A-Za-z0-9_-]{1,20})?"),
+            headers in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "accept", "cookie", "connection", "host", "x-a", "x-b", "te",
+                        "user-agent", "x-twenty-five-bytes-name-x", "x-drop", "content-type",
+                    ]),
+                    proptest::collection::vec(proptest::sample::select(
+                        b"abcXYZ019 =;,-_\t\x80\xff".to_vec()), 0..40),
+                ),
+                0..12,
+            ),
+            forward_path in proptest::bool::ANY,
+        ) {
+            let m = http::Method::from_bytes(method.as_bytes()).unwrap();
+            let uri: http::Uri = match &query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            }
+            .parse()
+            .unwrap_or_else(|_| "/".parse().unwrap());
+            let mut h = HeaderMap::new();
+            for (n, v) in &headers {
+                if let Ok(v) = HeaderValue::from_bytes(v) {
+                    h.append(*n, v);
+                }
+            }
+            let fast = request_head_framed(&m, &uri, &h, forward_path, "/fixed").unwrap();
+            proptest::prop_assert_eq!(fast, reference_framed(&m, &uri, &h, forward_path));
+        }
     }
 
     #[test]

@@ -66,7 +66,9 @@ impl Decoy {
         if !prefix.is_empty() {
             origin.write_all(prefix).await?;
         }
-        let (mut or, mut ow) = origin.into_split();
+        // Borrowed halves: unlike `into_split`, dropping the write half does not issue an
+        // extra `shutdown(2)` — the socket's close at the end says the same to the origin.
+        let (mut or, mut ow) = origin.split();
         let (mut cr, mut cw) = tokio::io::split(client);
         let down = async {
             let r = tokio::io::copy(&mut or, &mut cw).await;

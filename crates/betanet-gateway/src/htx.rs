@@ -12,12 +12,19 @@ use tokio::sync::Mutex;
 
 use crate::upstream::{BoxSiteStream, OpenFuture, SiteConnector};
 
+/// One pool slot: `conn` is read on every exchange under a short synchronous lock (no
+/// `.await` while held); `dial` serialises re-dialing so a dead connection is replaced once.
+struct Slot {
+    conn: std::sync::Mutex<Option<Connection>>,
+    dial: Mutex<()>,
+}
+
 /// Opens one HTX stream per BAR exchange on one of `pool_size` pooled connections.
 pub struct HtxConnector {
     addr: String,
     remote: VerifyingKey,
     cfg: ClientConfig,
-    pool: Vec<Mutex<Option<Connection>>>,
+    pool: Vec<Slot>,
     next: AtomicUsize,
 }
 
@@ -44,7 +51,12 @@ impl HtxConnector {
             addr,
             remote,
             cfg,
-            pool: (0..pool_size.max(1)).map(|_| Mutex::new(None)).collect(),
+            pool: (0..pool_size.max(1))
+                .map(|_| Slot {
+                    conn: std::sync::Mutex::new(None),
+                    dial: Mutex::new(()),
+                })
+                .collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -56,21 +68,34 @@ impl HtxConnector {
         self
     }
 
+    /// A stream on the slot's current connection; `None` when there is none or it is
+    /// unusable (then dropped from the slot).
+    fn try_stream(slot: &Slot) -> Option<BoxSiteStream> {
+        let mut conn = slot.conn.lock().unwrap_or_else(|p| p.into_inner());
+        match conn.as_ref()?.open_stream() {
+            Ok(s) => Some(Box::new(s)),
+            Err(e) => {
+                tracing::debug!(error = %e, "pooled HTX connection unusable; re-dialing");
+                *conn = None;
+                None
+            }
+        }
+    }
+
     async fn open_stream(&self) -> io::Result<BoxSiteStream> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
         let slot = self
             .pool
             .get(i)
             .ok_or_else(|| io::Error::other("empty pool"))?;
-        let mut conn = slot.lock().await;
-        if let Some(c) = conn.as_ref() {
-            match c.open_stream() {
-                Ok(s) => return Ok(Box::new(s)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "pooled HTX connection unusable; re-dialing");
-                    *conn = None;
-                }
-            }
+        // Fast path: no await, no allocation beyond the stream itself.
+        if let Some(s) = Self::try_stream(slot) {
+            return Ok(s);
+        }
+        let _dialing = slot.dial.lock().await;
+        // Someone else may have re-dialed while we waited.
+        if let Some(s) = Self::try_stream(slot) {
+            return Ok(s);
         }
         let c = dial(&self.addr, &self.remote, &self.cfg)
             .await
@@ -78,7 +103,7 @@ impl HtxConnector {
         let s = c
             .open_stream()
             .map_err(|e| io::Error::other(e.to_string()))?;
-        *conn = Some(c);
+        *slot.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
         Ok(Box::new(s))
     }
 }

@@ -12,14 +12,16 @@
 //! * [`decoy`]: the decoy — a raw byte relay to a decoy origin (so the origin's own server
 //!   answers every probe, byte for byte) or a static directory.
 //! * [`barmap`]: HTTP ↔ BAR mapping and the streaming exchange.
-//! * [`upstream`]: the [`SiteConnector`] trait, [`TcpBarConnector`] (BAR over TCP, available
-//!   today) and the health/reconnect layer [`Upstream`].
+//! * [`upstream`]: the [`SiteConnector`] trait, [`TcpBarConnector`] (BAR over TCP, for
+//!   development) and the health/reconnect layer [`Upstream`].
+//! * [`htx`]: [`HtxConnector`], the production upstream: one HTX stream per request on a
+//!   small pool of authenticated `betanet-net` connections.
 //! * [`metrics`]: Prometheus metrics (`betanet_gateway_*`).
 //! * [`config`]: the TOML [`GatewayConfig`] (`gateway.example.toml`).
 //! * [`tools`]: [`new_site_ticket_key`] and [`ticket_examples`] for the CLI.
 //!
 //! What it is **not**: no ticket cryptography or replay storage (that is `betanet-ticket`),
-//! no HTX transport (`betanet-net` provides a connector that plugs into [`SiteConnector`]),
+//! no HTX transport itself (`betanet-net`; [`HtxConnector`] uses it through [`SiteConnector`]),
 //! no site framework (`betanet-app`).
 
 pub mod barmap;

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Connections closed for being too slow (header timeout).
     pub slow_reaped: Counter,
+    /// Handles on the per-request hot outcomes, created once so counting them is one atomic
+    /// add (no label hashing or family lock).
+    hot_requests: [(&'static str, Counter); 2],
+    hot_admissions: [(&'static str, Counter); 2],
 }
 
 impl Default for Metrics {
@@ -80,7 +84,13 @@ impl Metrics {
             "Connections closed by the header timeout",
             slow_reaped.clone(),
         );
+        let hot_requests =
+            ["forwarded", "decoy"].map(|o| (o, requests.get_or_create(&[("outcome", o)]).clone()));
+        let hot_admissions = ["admitted", "rate_limited"]
+            .map(|o| (o, admissions.get_or_create(&[("outcome", o)]).clone()));
         Metrics {
+            hot_requests,
+            hot_admissions,
             registry,
             requests,
             admissions,
@@ -94,12 +104,26 @@ impl Metrics {
 
     /// Counts a request outcome.
     pub fn request(&self, outcome: &'static str) {
-        self.requests.get_or_create(&[("outcome", outcome)]).inc();
+        match self.hot_requests.iter().find(|(o, _)| *o == outcome) {
+            Some((_, c)) => {
+                c.inc();
+            }
+            None => {
+                self.requests.get_or_create(&[("outcome", outcome)]).inc();
+            }
+        }
     }
 
     /// Counts an admission outcome.
     pub fn admission(&self, outcome: &'static str) {
-        self.admissions.get_or_create(&[("outcome", outcome)]).inc();
+        match self.hot_admissions.iter().find(|(o, _)| *o == outcome) {
+            Some((_, c)) => {
+                c.inc();
+            }
+            None => {
+                self.admissions.get_or_create(&[("outcome", outcome)]).inc();
+            }
+        }
     }
 
     /// Reads a counter of `requests` (for tests and dashboards).

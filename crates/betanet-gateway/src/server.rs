@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use betanet_crypto::dh::X25519Secret;
 use betanet_crypto::sign::VerifyingKey;
-use betanet_ticket::ratelimit::{AdmissionLimits, RateLimit};
+use betanet_ticket::ratelimit::{AdmissionLimits, PrefixLimiter, RateLimit};
 use betanet_ticket::replay::{MemoryReplayStore, RedbReplayStore, ReplayDurability, ReplayStore};
 use betanet_ticket::voucher::{
     MemorySpentSet, RedbSpentSet, SpentSet, VoucherConfig as TicketVoucherConfig, VoucherVerifier,
@@ -48,7 +48,9 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::barmap::{ExchangeLimits, GwBody, exchange, full, request_head, strip_ticket_param};
+use crate::barmap::{
+    ExchangeLimits, GwBody, exchange, full, request_head_framed, strip_ticket_param,
+};
 use crate::config::{GatewayConfig, hex_array};
 use crate::decoy::{Decoy, serve_static};
 use crate::error::GatewayError;
@@ -66,6 +68,10 @@ struct Shared {
     decoy: Decoy,
     upstream: Arc<Upstream>,
     verifier: Mutex<Option<Verifier>>,
+    /// Per-/24 and /56 token buckets, charged right after the first request head is parsed —
+    /// before any allocation for admission, ticket cryptography, the verifier lock or redb —
+    /// so refused floods cost a hash-map lookup and the decoy relay.
+    limiter: Mutex<PrefixLimiter>,
     vouchers: Mutex<Option<Vouchers>>,
     metrics: Arc<Metrics>,
     tls: Option<TlsAcceptor>,
@@ -148,18 +154,30 @@ fn build_tls(c: &crate::config::TlsConfig) -> Result<TlsAcceptor, GatewayError> 
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
-fn build_verifier(config: &GatewayConfig) -> Result<(Verifier, Option<Vouchers>), GatewayError> {
+fn build_verifier(
+    config: &GatewayConfig,
+) -> Result<(Verifier, PrefixLimiter, Option<Vouchers>), GatewayError> {
     let t = &config.ticket;
     let secret = hex_array::<32>("ticket.secret_hex", &t.secret_hex, "64 hex chars")?;
     let key_id = hex_array::<8>("ticket.key_id_hex", &t.key_id_hex, "16 hex chars")?;
     let key = SiteTicketKey::from_secret(X25519Secret::from_bytes(secret), key_id)?;
     let limit = RateLimit::per_second(t.per_prefix_burst, t.per_prefix_per_sec);
+    let limiter = PrefixLimiter::new(&AdmissionLimits {
+        per_v4_24: limit,
+        per_v6_56: limit,
+        per_as: None,
+        max_buckets: 65_536,
+    })?;
+    // The gateway charges its own `limiter` before calling the verifier, so the verifier's
+    // built-in buckets are made unlimited (one token per request would otherwise be taken
+    // twice).
+    let unlimited = RateLimit::per_second(u32::MAX, u32::MAX);
     let vc = VerifierConfig {
         limits: AdmissionLimits {
-            per_v4_24: limit,
-            per_v6_56: limit,
+            per_v4_24: unlimited,
+            per_v6_56: unlimited,
             per_as: None,
-            max_buckets: 65_536,
+            max_buckets: 1,
         },
         prune_interval_secs: 60,
     };
@@ -204,7 +222,7 @@ fn build_verifier(config: &GatewayConfig) -> Result<(Verifier, Option<Vouchers>)
         }
         Some(v)
     };
-    Ok((verifier, vouchers))
+    Ok((verifier, limiter, vouchers))
 }
 
 impl Gateway {
@@ -217,7 +235,7 @@ impl Gateway {
         config.validate()?;
         let metrics = Arc::new(Metrics::new());
         let tls = config.tls.as_ref().map(build_tls).transpose()?;
-        let (verifier, vouchers) = build_verifier(&config)?;
+        let (verifier, limiter, vouchers) = build_verifier(&config)?;
         let decoy = match (&config.decoy.origin, &config.decoy.static_dir) {
             (Some(a), _) => Decoy::origin(*a),
             (None, Some(d)) => Decoy::Static { dir: d.clone() },
@@ -242,6 +260,7 @@ impl Gateway {
             decoy,
             upstream: upstream.clone(),
             verifier: Mutex::new(Some(verifier)),
+            limiter: Mutex::new(limiter),
             vouchers: Mutex::new(vouchers),
             metrics: metrics.clone(),
             tls,
@@ -580,6 +599,10 @@ where
                     return decoy_conn(shared, buf.freeze(), s, peer).await;
                 }
                 Class::Http1 { body } => {
+                    if !rate_ok(&shared, peer) {
+                        shared.metrics.request("decoy");
+                        return decoy_conn(shared, buf.freeze(), s, peer).await;
+                    }
                     let head = head.unwrap_or(FirstHead {
                         cookies: Vec::new(),
                         query: None,
@@ -600,7 +623,7 @@ where
                 return decoy_conn(shared, buf.freeze(), s, peer).await;
             }
             let io = Prefixed::new(buf.freeze(), s);
-            return serve_http(shared, io, peer, true).await;
+            return serve_http1_admitted(shared, io, peer).await;
         }
         if buf.len() > shared.max_header_bytes + shared.max_form {
             shared.metrics.admission("oversize_head");
@@ -625,6 +648,17 @@ where
             }
         }
     }
+}
+
+/// Charges the peer's /24 or /56 token bucket (SPEC §4.2: rate limiting comes before any
+/// ticket work). `false` → the request is refused as `rate_limited` (the caller answers with
+/// the decoy).
+fn rate_ok(shared: &Shared, peer: SocketAddr) -> bool {
+    if lock(&shared.limiter).try_take(peer.ip(), None, now_unix()) {
+        return true;
+    }
+    shared.metrics.admission("rate_limited");
+    false
 }
 
 /// The ticket-bearing parts of a request, owned (so admission can run on the blocking pool
@@ -692,6 +726,30 @@ where
     }
 }
 
+/// An admitted HTTP/1.x connection (its first head was parsed as HTTP/1 by the gateway):
+/// hyper's HTTP/1 server directly — no protocol sniffing layer in the I/O path. Responses
+/// go out as one `writev` (head + body), the socket has `TCP_NODELAY`, keep-alive is on.
+async fn serve_http1_admitted<S>(shared: Arc<Shared>, io: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let flag = Arc::new(AtomicBool::new(true));
+    let header_timeout = shared.header_timeout;
+    let max_buf = shared.max_header_bytes.max(8192);
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let shared = shared.clone();
+        let flag = flag.clone();
+        async move { Ok::<_, Infallible>(handle_request(shared, req, peer, flag).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(max_buf)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
+}
+
 async fn serve_http<S>(shared: Arc<Shared>, io: S, peer: SocketAddr, admitted: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -727,6 +785,13 @@ async fn handle_request(
     flag: Arc<AtomicBool>,
 ) -> Response<GwBody> {
     if !flag.load(Ordering::Relaxed) {
+        if !rate_ok(&shared, peer) {
+            shared.metrics.request("decoy");
+            return match &shared.decoy {
+                Decoy::Static { dir } => serve_static(dir, &req).await,
+                d => d.answer(req).await,
+            };
+        }
         let treq = OwnedTicketRequest {
             cookies: req
                 .headers()
@@ -844,13 +909,16 @@ async fn forward(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> R
     } else {
         body.map_err(io::Error::other).boxed()
     };
-    let head = request_head(
+    let Some(head) = request_head_framed(
         &parts.method,
         &parts.uri,
         &parts.headers,
         shared.forward_path,
         &shared.upstream_path,
-    );
+    ) else {
+        shared.metrics.request("upstream_error");
+        return plain(StatusCode::BAD_GATEWAY, "request head too large\n");
+    };
     let started = Instant::now();
     let stream = match shared.upstream.open().await {
         Ok(s) => s,

@@ -812,6 +812,24 @@ async fn ticket_flood_is_rate_limited_per_prefix() {
     let limited = m.admissions_with("rate_limited");
     eprintln!("flood {n_bad}: legit p99 base {base:?} during {during:?}; rate_limited {limited}");
     assert!(limited > (n_bad as u64) / 2, "rate_limited {limited}");
+    // Every flood connection got the decoy (rate-limited or refused after the bucket), every
+    // legitimate request was forwarded, and exactly the two legitimate connections were
+    // admitted: the flood's prefix bucket never charges the client's.
+    let refused_after_bucket: u64 = [
+        "no_ticket",
+        "malformed",
+        "bad_version",
+        "unknown_key_id",
+        "low_order_key",
+        "bad_access_ticket",
+    ]
+    .into_iter()
+    .map(|o| m.admissions_with(o))
+    .sum();
+    assert_eq!(limited + refused_after_bucket, n_bad as u64);
+    assert_eq!(m.requests_with("decoy"), n_bad as u64);
+    assert_eq!(m.admissions_with("admitted"), 2);
+    assert_eq!(m.requests_with("forwarded"), 600);
     // The flood client, the decoy origin and the gateway share this process and 2 cores, so
     // the measured p99 includes their CPU contention; the bound checks that refused floods
     // never queue legitimate requests behind them (the ratio is printed for the report).

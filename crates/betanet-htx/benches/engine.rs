@@ -61,7 +61,11 @@ fn transfer(c: &mut Connection, s: &mut Connection, now: Instant) -> Duration {
         }
         wire.clear();
         c.poll_transmit(now, &mut wire, 1 << 20);
-        s.handle_input(&wire, now);
+        // As the tokio driver does: the bytes land in the engine's own receive buffer (one
+        // copy, like the socket read), frames are opened in place there.
+        let mut input = s.take_input_buffer();
+        input.extend_from_slice(&wire);
+        s.handle_input_owned(input, now);
         loop {
             let (n, _) = s.read(id, &mut rbuf).unwrap();
             if n == 0 {

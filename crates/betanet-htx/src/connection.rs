@@ -144,7 +144,15 @@ struct Incoming {
     /// 1.2: header `AAD = 1` (PD-5). 1.1 has no marker: decided by the token.
     ping_ack: Option<bool>,
     header: HeaderBytes,
-    body: Bytes,
+    body: Body,
+}
+
+/// A frame body as the decoder hands it out.
+enum Body {
+    /// Split off the receive buffer: opened in place, no copy (1.2).
+    Owned(BytesMut),
+    /// Shared with the decoder's buffer: copied before opening (1.1).
+    Shared(Bytes),
 }
 
 impl Decoder {
@@ -155,26 +163,48 @@ impl Decoder {
         }
     }
 
+    /// Lends the buffer holding a partial frame (1.2 only; empty otherwise).
+    fn take_buffer(&mut self) -> BytesMut {
+        match self {
+            Decoder::V12(d) => d.take_buffer(),
+            Decoder::V11(_) => BytesMut::new(),
+        }
+    }
+
+    /// Hands over owned bytes; returns them back if this framing copies anyway.
+    fn feed_owned(&mut self, data: BytesMut) -> Option<BytesMut> {
+        match self {
+            Decoder::V12(d) => {
+                d.feed_owned(data);
+                None
+            }
+            Decoder::V11(_) => Some(data),
+        }
+    }
+
     fn next(&mut self) -> Result<Option<Incoming>, ProtocolViolation> {
         match self {
             Decoder::V12(d) => {
-                let Some(raw) = d.next_frame().map_err(|e| ProtocolViolation::from(&e))? else {
+                let Some((header, body)) = d
+                    .next_frame_mut()
+                    .map_err(|e| ProtocolViolation::from(&e))?
+                else {
                     return Ok(None);
                 };
                 let mut buf = [0u8; 12];
                 if let Some(dst) = buf.get_mut(..10) {
-                    dst.copy_from_slice(&raw.header.encode());
+                    dst.copy_from_slice(&header.encode());
                 }
                 Ok(Some(Incoming {
-                    ty: raw.header.frame_type(),
-                    sid: raw.header.stream_id(),
-                    ping_ack: Some(raw.header.is_ping_ack()),
+                    ty: header.frame_type(),
+                    sid: header.stream_id(),
+                    ping_ack: Some(header.is_ping_ack()),
                     header: HeaderBytes {
                         buf,
                         len: 10,
                         ad_start: 0,
                     },
-                    body: raw.body,
+                    body: Body::Owned(body),
                 }))
             }
             Decoder::V11(d) => {
@@ -205,7 +235,7 @@ impl Decoder {
                         len,
                         ad_start: 3,
                     },
-                    body: raw.body,
+                    body: Body::Shared(raw.body),
                 }))
             }
         }
@@ -260,6 +290,8 @@ pub struct Connection {
     stats: Stats,
     pool: BufPool,
     spent: Vec<Bytes>,
+    /// Bytes in the buffer lent by `take_input_buffer` (not counted again on return).
+    lent: usize,
 }
 
 impl std::fmt::Debug for Connection {
@@ -304,7 +336,8 @@ impl BufPool {
         }
         if let Ok(mut m) = b.try_into_mut() {
             m.clear();
-            if m.try_reclaim(POOL_BUF) {
+            // Receive buffers (a whole transport read) are not kept: too big.
+            if m.capacity() <= 2 * POOL_BUF && m.try_reclaim(POOL_BUF) {
                 self.returned += 1;
                 self.free.push(m);
                 return;
@@ -316,6 +349,11 @@ impl BufPool {
 
 /// Size of the chunks a write is stored in (one maximal frame's data).
 const CHUNK: usize = betanet_wire::frame::MAX_STREAM_DATA;
+/// STREAM frames with less plaintext than this (3/4 of a full frame) are copied out of the
+/// receive buffer, so only near-full frames pin a receive buffer while they wait for the
+/// application: with the driver's 192 KiB buffers, unread data (bounded by the connection
+/// window) pins at most about 4× its size.
+const SMALL_STREAM_FRAME: usize = betanet_wire::frame::MAX_PLAINTEXT_LEN / 4 * 3;
 /// Most pending pings we track at once.
 const MAX_OUTSTANDING_PINGS: usize = 4;
 /// Most pending ping echoes we queue (more are dropped: the peer floods).
@@ -382,6 +420,7 @@ impl Connection {
             stats: Stats::default(),
             pool: BufPool::default(),
             spent: Vec::new(),
+            lent: 0,
             cfg,
         }
     }
@@ -507,6 +546,41 @@ impl Connection {
             State::Established | State::Closing { .. } => self.frame_input(data, now),
             State::Closed => {}
         }
+    }
+
+    /// Feeds bytes received from the transport, taking ownership of them: with the 1.2
+    /// framing, frames are cut out of `data` and opened in place (no copy). Best used with
+    /// one read buffer whose filled part is handed over with `BytesMut::split`, so that a
+    /// frame straddling two reads is joined without a copy.
+    ///
+    /// A buffer obtained from [`Connection::take_input_buffer`] must come back here (with
+    /// the new bytes appended after its contents).
+    pub fn handle_input_owned(&mut self, data: BytesMut, now: Instant) {
+        let lent = std::mem::take(&mut self.lent);
+        if self.state == State::Established || matches!(self.state, State::Closing { .. }) {
+            self.stats.bytes_received += data.len().saturating_sub(lent) as u64;
+            match self.decoder.feed_owned(data) {
+                None => {
+                    self.drain_frames(now);
+                }
+                Some(data) => self.frame_input(&data, now),
+            }
+        } else {
+            self.handle_input(data.get(lent..).unwrap_or_default(), now);
+        }
+    }
+
+    /// Lends out the receive buffer so the transport can be read straight into it (without
+    /// holding the engine): append the bytes read after its current contents (the start of a
+    /// partial frame, or nothing) and return it with [`Connection::handle_input_owned`].
+    /// Frames are then cut out of it and opened in place.
+    pub fn take_input_buffer(&mut self) -> BytesMut {
+        let b = match self.state {
+            State::Established | State::Closing { .. } => self.decoder.take_buffer(),
+            State::Handshaking | State::Closed => BytesMut::new(),
+        };
+        self.lent = b.len();
+        b
     }
 
     /// The transport reached end-of-file (or failed).
@@ -645,25 +719,29 @@ impl Connection {
         loop {
             let n = self.decoder.feed(rest);
             rest = rest.get(n..).unwrap_or_default();
-            loop {
-                if self.state == State::Closed {
-                    return;
-                }
-                match self.decoder.next() {
-                    Ok(Some(frame)) => {
-                        if let Err(v) = self.on_frame(frame, now) {
-                            self.violation(v, now);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(v) => {
-                        self.violation(v, now);
-                        return;
-                    }
-                }
-            }
-            if rest.is_empty() || n == 0 {
+            if !self.drain_frames(now) || rest.is_empty() || n == 0 {
                 return;
+            }
+        }
+    }
+
+    /// Processes every complete buffered frame; `false` if the input must stop.
+    fn drain_frames(&mut self, now: Instant) -> bool {
+        loop {
+            if self.state == State::Closed {
+                return false;
+            }
+            match self.decoder.next() {
+                Ok(Some(frame)) => {
+                    if let Err(v) = self.on_frame(frame, now) {
+                        self.violation(v, now);
+                    }
+                }
+                Ok(None) => return true,
+                Err(v) => {
+                    self.violation(v, now);
+                    return false;
+                }
             }
         }
     }
@@ -678,13 +756,22 @@ impl Connection {
         let Some(keys) = self.keys.as_mut() else {
             return Err(ProtocolViolation::malformed("frame before keys"));
         };
-        // Only STREAM data outlives this call; small control frames use a plain allocation.
-        let mut body = if frame.ty == FrameType::Stream && frame.body.len() >= POOL_BUF / 2 {
-            self.pool.get()
-        } else {
-            BytesMut::with_capacity(frame.body.len())
+        let owned = matches!(frame.body, Body::Owned(_));
+        let ty_is_stream = frame.ty == FrameType::Stream && frame.sid != 0;
+        let mut body = match frame.body {
+            Body::Owned(b) => b,
+            Body::Shared(shared) => {
+                // Only STREAM data outlives this call; small control frames use a plain
+                // allocation.
+                let mut b = if frame.ty == FrameType::Stream && shared.len() >= POOL_BUF / 2 {
+                    self.pool.get()
+                } else {
+                    BytesMut::with_capacity(shared.len())
+                };
+                b.extend_from_slice(shared.as_ref());
+                b
+            }
         };
-        body.extend_from_slice(frame.body.as_ref());
         let opened = keys.opener.open(frame.header.ad(), &mut body);
         let closing = matches!(self.state, State::Closing { .. });
         let opened = match opened {
@@ -694,6 +781,11 @@ impl Connection {
             Err(e) => return Err(ProtocolViolation::from(&e)),
         };
         body.truncate(opened.len);
+        if owned && ty_is_stream && opened.len < SMALL_STREAM_FRAME {
+            // A small frame must not pin the whole receive buffer it was read into while it
+            // waits for the application (memory amplification): it gets its own allocation.
+            body = BytesMut::from(body.as_ref());
+        }
         let pt = body.freeze();
         self.stats.frames_received += 1;
         let sid = frame.sid;
@@ -998,11 +1090,21 @@ impl Connection {
             }
         }
         if n > 0 {
-            // Frame-sized pooled chunks, taken without another copy when frames are built.
-            for chunk in data.get(..n).unwrap_or_default().chunks(CHUNK) {
+            // Frame-sized pooled chunks, taken without another copy when frames are built. The
+            // last chunk is topped up first, so writes of any size make full frames.
+            let mut rest = data.get(..n).unwrap_or_default();
+            if let Some(last) = st.send.queued.back_mut()
+                && last.len() < CHUNK
+                && last.capacity() >= CHUNK
+            {
+                let k = rest.len().min(CHUNK - last.len());
+                last.extend_from_slice(rest.get(..k).unwrap_or_default());
+                rest = rest.get(k..).unwrap_or_default();
+            }
+            for chunk in rest.chunks(CHUNK) {
                 let mut m = self.pool.get();
                 m.extend_from_slice(chunk);
-                st.send.queued.push_back(m.freeze());
+                st.send.queued.push_back(m);
             }
             st.send.queued_len += n as u64;
         }

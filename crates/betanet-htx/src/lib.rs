@@ -18,6 +18,10 @@
 //!   and a 5 s liveness timeout; cover PINGs at random [10 s, 60 s] ±10 % intervals and
 //!   [0, 3 KiB] of padding on stream 0 after a random [200, 1200] ms without data.
 //! * CLOSE with codes and the 2 s drain; every peer error maps to its close code (PD-7).
+//! * Zero-copy input: [`Connection::take_input_buffer`] lends the receive buffer, the
+//!   transport is read straight into it and [`Connection::handle_input_owned`] takes it back;
+//!   1.2 frames are split off it and opened in place. [`Stats`] carries the RTT (latest PING
+//!   echo sample and the smoothed value).
 //!
 //! What it is **not**: no sockets, no tokio, no clock and no RNG reads (a ChaCha20 generator is
 //! seeded from the caller's CSPRNG at construction). Frame formats live in `betanet-wire`,

@@ -32,7 +32,7 @@ pub(crate) struct SendState {
     /// Bytes already put into frames.
     pub offset: u64,
     /// Accepted, not yet framed (already within credit).
-    pub queued: VecDeque<Bytes>,
+    pub queued: VecDeque<BytesMut>,
     pub queued_len: u64,
     /// Absolute offset the peer allows us to reach.
     pub limit: u64,
@@ -87,7 +87,7 @@ impl SendState {
         let n;
         let out = if front.len() >= max / 2 || single {
             n = front.len().min(max);
-            let b = front.split_to(n);
+            let b = front.split_to(n).freeze();
             if front.is_empty() {
                 self.queued.pop_front();
             }
@@ -421,7 +421,7 @@ mod tests {
     fn send_take_coalesces() {
         let mut s = SendState::new();
         for c in [b"ab".as_slice(), b"cd", b"efg"] {
-            s.queued.push_back(b(c));
+            s.queued.push_back(BytesMut::from(c));
             s.queued_len += c.len() as u64;
         }
         let mut alloc = || BytesMut::with_capacity(16);
@@ -430,7 +430,7 @@ mod tests {
         assert!(s.take(8, &mut alloc).is_empty());
         // A chunk of at least half a frame is sent without coalescing.
         for c in [b"abcd".as_slice(), b"ef"] {
-            s.queued.push_back(b(c));
+            s.queued.push_back(BytesMut::from(c));
             s.queued_len += c.len() as u64;
         }
         assert_eq!(&s.take(8, &mut alloc)[..], b"abcd");

@@ -106,6 +106,11 @@ impl UncheckedMixDescriptor {
         })
     }
 
+    /// The node's Ed25519 identity key as carried (meaningful once [`Self::verify`] passed).
+    pub fn identity(&self) -> [u8; 32] {
+        self.id_pub
+    }
+
     /// Verifies the signature (strict Ed25519) and returns the node entry (AS group unknown,
     /// weight 1).
     pub fn verify(&self) -> Result<MixNodeInfo, MixError> {

@@ -12,21 +12,22 @@
 //!   "Poisson mixing" option); randomness is an argument.
 //! * [`select`]: hop selection per SPEC §7 (beacon seed with logged fallback, verifiable
 //!   lottery, AS diversity, no exact hop-set reuse until 8 sets were tried); pure.
-//! * [`node`]: the mixnode (length-prefixed TCP ingress, batch workers fed by bounded queues,
-//!   replay filter, delay queue, TCP forwarding, local exit delivery, Prometheus text metrics,
-//!   signed descriptor on request, TOML configuration); [`keys`]: its persisted key ring.
+//! * [`node`]: the mixnode (length-prefixed TCP and HTX ingress, batch workers fed by bounded
+//!   queues, replay filter, delay queue, one pooled link per next hop over HTX pinned to the
+//!   peer's Ed25519 identity or plain TCP, local exit delivery, Prometheus text metrics, signed
+//!   descriptor on request, TOML configuration); [`keys`]: its persisted key ring.
 //! * [`descriptor`]: signed mixnode and hidden-service descriptors, `betanet://` service ids.
 //! * [`app`]: the exit application protocol (request/response through reply blocks,
 //!   introduction and rendezvous points for hidden services).
 //! * [`client`]: the client API mirroring the seed's `BetanetTransport` (`discover_nodes`,
 //!   `build_circuit`, `send_packet`, `close_circuit`, `get_stats`) and hidden services.
 //!
-//! What it is not: the HTX transport (ingress over HTX streams lands once `betanet-htx`
-//! exists), the directory of mixnodes, or the end-to-end encryption between a client and its
+//! What it is not: the HTX transport itself (it uses `betanet-net`'s `dial`/`listen` and
+//! streams), the directory of mixnodes, or the end-to-end encryption between a client and its
 //! destination (the exit sees the message; applications encrypt end to end above this layer).
 //!
 //! How it fits: the packet core depends only on crypto primitives (X25519 via aws-lc-rs,
-//! HKDF/HMAC-SHA256, ChaCha20); the `betanet` binary runs [`node::Mixnode`] for
+//! HKDF/HMAC-SHA256, ChaCha20); the node reaches other nodes through `betanet-net`; the `betanet` binary runs [`node::Mixnode`] for
 //! `betanet mixnode --config FILE` ([`node::MixnodeConfig::from_toml_str`]); clients use
 //! [`client::MixClient`], which builds packets with [`packet::build_packet`] over routes chosen
 //! by [`select`]. The security argument is in `MIXNET.md`.

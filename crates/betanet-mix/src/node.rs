@@ -1,15 +1,17 @@
 //! The mixnode: a thin tokio driver around the sans-IO packet core.
 //!
 //! ```text
-//! TCP ingress (4-byte BE length | packet)  ──► bounded queue per worker (round robin)
+//! TCP ingress (4-byte BE length | packet) ─┐
+//! HTX ingress (same framing per stream)   ─┴► bounded queue per worker (round robin)
 //!   ──► worker threads: batches of up to `batch_size` packets: X25519 + unwrap, then one
 //!       replay-filter lock per batch (tags logged + flushed before anything is forwarded)
 //!   ──► bounded channel ──► delay scheduler (binary heap, deadline = arrival + U[30,150] ms)
-//!   ──► per-next-hop bounded egress queue ──► TCP connection (length-prefixed) / exit handler
+//!   ──► one pooled link per next hop (bounded queue; HTX pinned to the peer's Ed25519
+//!       identity from `[[peers]]`, or plain length-prefixed TCP) / exit handler
 //! ```
 //!
-//! HTX ingress is not here yet (it lands with `betanet-htx`); the length-prefixed TCP ingress is
-//! the seed's simple-client interface and also carries node-to-node traffic for now.
+//! The length-prefixed TCP ingress is the seed's simple-client interface; node-to-node traffic
+//! goes over HTX (`tcp12`) when the next hop is a configured peer.
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -80,6 +82,80 @@ pub struct MixnodeConfig {
     pub rng_seed: Option<u64>,
     /// Maximum concurrent ingress connections; further ones are closed at once.
     pub max_connections: usize,
+    /// Optional HTX (tcp12) ingress, authenticated with the node's Ed25519 identity (the key
+    /// of its descriptor). Each HTX stream carries the same length-prefixed framing.
+    pub htx_listen: Option<SocketAddr>,
+    /// Known next hops: how to reach each (HTX with a pinned identity, or plain TCP).
+    pub peers: Vec<PeerConfig>,
+    /// What to do with packets for a next hop that is not in [`MixnodeConfig::peers`].
+    pub unknown_peers: UnknownPeers,
+    /// Exit role: answer `REQUEST`s by echoing their data (diagnostics and tests).
+    pub exit_echo: bool,
+    /// Which ingress address the descriptor and route hops carry.
+    pub advertise: Advertise,
+}
+
+/// The address a node publishes (in its descriptor) for others to route to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advertise {
+    /// The length-prefixed TCP ingress (default; what simple clients dial).
+    Tcp,
+    /// The HTX ingress (requires `htx_listen`): node-to-node directories, where the
+    /// descriptor's Ed25519 key is also the HTX identity to pin.
+    Htx,
+}
+
+/// How a node reaches one next hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerTransport {
+    /// Plain length-prefixed TCP (the seed's simple-client interface; unauthenticated).
+    Tcp,
+    /// An HTX connection (betanet-net `tcp12` or `tcp11`) authenticated as the peer's Ed25519
+    /// identity; the packets ride on one stream with the same length-prefixed framing.
+    Htx(betanet_net::Transport),
+}
+
+/// A configured next hop.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    /// The address packets name as next hop (the peer's HTX or TCP ingress).
+    pub addr: SocketAddr,
+    /// The peer's Ed25519 identity (the key of its descriptor); required for HTX.
+    pub public_key: Option<betanet_crypto::sign::VerifyingKey>,
+    /// The carriage.
+    pub transport: PeerTransport,
+}
+
+impl PeerConfig {
+    /// A next hop from a signed mixnode descriptor: the signature is verified, the descriptor's
+    /// address becomes the peer address and its Ed25519 key the pinned HTX identity (so the
+    /// publishing node should advertise its HTX ingress). Returns the directory entry too.
+    pub fn from_descriptor(
+        bytes: &[u8],
+        transport: betanet_net::Transport,
+    ) -> Result<(PeerConfig, MixNodeInfo), MixError> {
+        let d = descriptor::UncheckedMixDescriptor::decode(bytes)?;
+        let info = d.verify()?;
+        let vk = betanet_crypto::sign::VerifyingKey::from_bytes(&d.identity())
+            .map_err(|_| MixError::BadDescriptor("bad identity key"))?;
+        Ok((
+            PeerConfig {
+                addr: info.addr.0,
+                public_key: Some(vk),
+                transport: PeerTransport::Htx(transport),
+            },
+            info,
+        ))
+    }
+}
+
+/// Policy for next hops missing from the peer list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnknownPeers {
+    /// Plain length-prefixed TCP (default: reply blocks end at simple clients).
+    Tcp,
+    /// Drop and count (`dropped_unknown_peer`): only configured peers are reachable.
+    Drop,
 }
 
 impl MixnodeConfig {
@@ -103,6 +179,11 @@ impl MixnodeConfig {
             key_rotation: None,
             rng_seed: None,
             max_connections: 4096,
+            htx_listen: None,
+            peers: Vec::new(),
+            unknown_peers: UnknownPeers::Tcp,
+            exit_echo: false,
+            advertise: Advertise::Tcp,
         }
     }
 }
@@ -130,6 +211,53 @@ struct FileConfig {
     max_delayed: Option<usize>,
     egress_queue: Option<usize>,
     max_connections: Option<usize>,
+    htx_listen: Option<SocketAddr>,
+    unknown_peers: Option<String>,
+    exit_echo: Option<bool>,
+    advertise: Option<String>,
+    #[serde(default)]
+    peers: Vec<FilePeer>,
+}
+
+/// `[[peers]]` in the TOML configuration.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePeer {
+    addr: SocketAddr,
+    public_key: Option<String>,
+    transport: Option<String>,
+}
+
+impl FilePeer {
+    fn parse(self) -> Result<PeerConfig, MixError> {
+        let transport = match self.transport.as_deref().unwrap_or("tcp12") {
+            "tcp" => PeerTransport::Tcp,
+            "tcp12" => PeerTransport::Htx(betanet_net::Transport::Tcp12),
+            "tcp11" => PeerTransport::Htx(betanet_net::Transport::Tcp11),
+            _ => return Err(MixError::ConfigValue("peers.transport")),
+        };
+        let public_key = match self.public_key {
+            Some(h) => {
+                let b: [u8; 32] = hex::decode(h.trim())
+                    .ok()
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or(MixError::ConfigValue("peers.public_key"))?;
+                Some(
+                    betanet_crypto::sign::VerifyingKey::from_bytes(&b)
+                        .map_err(|_| MixError::ConfigValue("peers.public_key"))?,
+                )
+            }
+            None => None,
+        };
+        if matches!(transport, PeerTransport::Htx(_)) && public_key.is_none() {
+            return Err(MixError::ConfigValue("peers.public_key"));
+        }
+        Ok(PeerConfig {
+            addr: self.addr,
+            public_key,
+            transport,
+        })
+    }
 }
 
 impl MixnodeConfig {
@@ -156,6 +284,15 @@ impl MixnodeConfig {
     /// max_connections = 4096
     /// max_delayed = 65536
     /// egress_queue = 4096
+    /// htx_listen = "0.0.0.0:9443"  # HTX (tcp12) ingress, keyed by the node identity
+    /// unknown_peers = "tcp"        # next hops not listed below: "tcp" (plain) or "drop"
+    /// exit_echo = false            # exit answers REQUESTs with their own data
+    /// advertise = "tcp"            # address in the descriptor: "tcp" or "htx"
+    ///
+    /// [[peers]]                    # one per known next hop
+    /// addr = "192.0.2.7:9443"      # the address packets name (its htx_listen)
+    /// public_key = "<64 hex>"      # its Ed25519 identity (descriptor key)
+    /// transport = "tcp12"          # "tcp12" (default), "tcp11" or "tcp" (plain, no key)
     /// ```
     pub fn from_toml_str(s: &str) -> Result<Self, MixError> {
         let f: FileConfig = toml::from_str(s).map_err(MixError::Config)?;
@@ -211,6 +348,23 @@ impl MixnodeConfig {
         if let Some(v) = f.egress_queue {
             c.egress_queue = v.max(16);
         }
+        c.htx_listen = f.htx_listen;
+        c.unknown_peers = match f.unknown_peers.as_deref().unwrap_or("tcp") {
+            "tcp" => UnknownPeers::Tcp,
+            "drop" => UnknownPeers::Drop,
+            _ => return Err(MixError::ConfigValue("unknown_peers")),
+        };
+        c.exit_echo = f.exit_echo.unwrap_or(false);
+        c.advertise = match f.advertise.as_deref().unwrap_or("tcp") {
+            "tcp" => Advertise::Tcp,
+            "htx" if c.htx_listen.is_some() => Advertise::Htx,
+            _ => return Err(MixError::ConfigValue("advertise")),
+        };
+        c.peers = f
+            .peers
+            .into_iter()
+            .map(FilePeer::parse)
+            .collect::<Result<_, _>>()?;
         Ok(c)
     }
 }
@@ -258,6 +412,10 @@ metrics! {
     dropped_overload => "Packets dropped because a bounded queue was full.",
     dropped_peer_down => "Packets dropped because the next hop was unreachable (PEER_DOWN).",
     dropped_exit_unhandled => "Exit messages dropped because no exit handler is attached.",
+    dropped_unknown_peer => "Packets dropped because the next hop is not a configured peer.",
+    htx_streams => "HTX ingress streams accepted (from other nodes and clients).",
+    egress_connects => "Egress connections established to next hops (TCP or HTX).",
+    egress_connect_failures => "Failed egress connection attempts (counted per attempt).",
     batches => "Worker batches processed.",
     delay_ns_total => "Sum of measured per-packet hold times in nanoseconds.",
 }
@@ -293,23 +451,56 @@ struct Scheduled {
     out: Outbound,
 }
 
-struct HeapEntry(Scheduled, u64);
+/// The delay queue: a min-heap of small `(due, seq, slot)` keys over a slab of packets, so
+/// that heap operations move 32-byte keys rather than whole packet records.
+#[derive(Default)]
+struct DelayQueue {
+    heap: BinaryHeap<std::cmp::Reverse<(Instant, u64, u32)>>,
+    slab: Vec<Option<Scheduled>>,
+    free: Vec<u32>,
+    seq: u64,
+}
 
-impl PartialEq for HeapEntry {
-    fn eq(&self, o: &Self) -> bool {
-        self.0.due == o.0.due && self.1 == o.1
+impl DelayQueue {
+    fn len(&self) -> usize {
+        self.heap.len()
     }
-}
-impl Eq for HeapEntry {}
-impl PartialOrd for HeapEntry {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
+
+    fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|e| e.0.0)
     }
-}
-impl Ord for HeapEntry {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        // min-heap on (due, seq)
-        (o.0.due, o.1).cmp(&(self.0.due, self.1))
+
+    fn push(&mut self, s: Scheduled) {
+        let due = s.due;
+        let idx = match self.free.pop() {
+            Some(i) => {
+                if let Some(slot) = self.slab.get_mut(i as usize) {
+                    *slot = Some(s);
+                }
+                i
+            }
+            None => {
+                self.slab.push(Some(s));
+                u32::try_from(self.slab.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.heap.push(std::cmp::Reverse((due, self.seq, idx)));
+        self.seq = self.seq.wrapping_add(1);
+    }
+
+    /// Removes and returns the earliest entry if it is due at `now`.
+    fn pop_due(&mut self, now: Instant) -> Option<Scheduled> {
+        loop {
+            if self.heap.peek().is_none_or(|e| e.0.0 > now) {
+                return None;
+            }
+            let std::cmp::Reverse((_, _, idx)) = self.heap.pop()?;
+            let taken = self.slab.get_mut(idx as usize).and_then(Option::take);
+            self.free.push(idx);
+            if taken.is_some() {
+                return taken;
+            }
+        }
     }
 }
 
@@ -317,13 +508,28 @@ const DELAY_SAMPLES: usize = 8192;
 
 struct Shared {
     identity: SigningKey,
-    local_addr: SocketAddr,
+    /// The address in this node's descriptor and route hops (TCP or HTX ingress).
+    advertised: SocketAddr,
     keys: RwLock<KeyRing>,
     replay: Mutex<PersistentReplayFilter>,
     metrics: Metrics,
     /// (hold time, lateness) in seconds of recent packets.
     delay_samples: Mutex<VecDeque<(f64, f64)>>,
+    /// Next hops by the address packets name (from the config, or added at run time).
+    peers: RwLock<HashMap<SocketAddr, PeerConfig>>,
+    unknown_peers: UnknownPeers,
+    /// How this node dials HTX next hops (its own identity, `tcp12`).
+    htx_client: betanet_net::ClientConfig,
+    /// Next hops whose last dial failed, until when packets for them are dropped without a new
+    /// dial (no dial storm towards a dead peer).
+    down_until: Mutex<HashMap<SocketAddr, Instant>>,
 }
+
+/// Most next-hop links a node keeps at once.
+const MAX_LINKS: usize = 4096;
+
+/// How long a next hop whose dial failed is treated as down before the next attempt.
+pub const PEER_RETRY_BACKOFF: Duration = Duration::from_millis(250);
 
 /// Writes one length-prefixed frame.
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> std::io::Result<()> {
@@ -356,6 +562,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Opti
 /// A running mixnode.
 pub struct Mixnode {
     local_addr: SocketAddr,
+    htx_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     senders: Arc<[mpsc::Sender<Vec<Inbound>>]>,
@@ -395,13 +602,39 @@ impl Mixnode {
         let local_addr = listener
             .local_addr()
             .map_err(|e| MixError::io("listener", e))?;
+        let net_identity = betanet_crypto::sign::SigningKey::from_seed(identity.as_bytes());
+        let mut htx_client = betanet_net::ClientConfig::new(net_identity.clone());
+        htx_client.connect_timeout = cfg.connect_timeout;
+        let htx_listener = match cfg.htx_listen {
+            Some(a) => Some(
+                betanet_net::listen(&a.to_string(), betanet_net::ServerConfig::new(net_identity))
+                    .await
+                    .map_err(|e| {
+                        MixError::io(
+                            format!("HTX listen {a}"),
+                            std::io::Error::other(e.to_string()),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let htx_addr = htx_listener.as_ref().map(betanet_net::Listener::local_addr);
+        let advertised = match (cfg.advertise, htx_addr) {
+            (Advertise::Htx, Some(h)) => h,
+            (Advertise::Htx, None) => return Err(MixError::ConfigValue("advertise")),
+            (Advertise::Tcp, _) => local_addr,
+        };
         let shared = Arc::new(Shared {
             identity,
-            local_addr,
+            advertised,
             keys: RwLock::new(keys),
             replay: Mutex::new(replay),
             metrics: Metrics::default(),
             delay_samples: Mutex::new(VecDeque::with_capacity(DELAY_SAMPLES)),
+            peers: RwLock::new(cfg.peers.iter().map(|p| (p.addr, p.clone())).collect()),
+            unknown_peers: cfg.unknown_peers,
+            htx_client,
+            down_until: Mutex::new(HashMap::new()),
         });
 
         let workers_n = cfg.workers.max(1);
@@ -438,6 +671,15 @@ impl Mixnode {
             shared.clone(),
             cfg.max_connections.max(1),
         )));
+        if let Some(l) = htx_listener {
+            tasks.push(tokio::spawn(htx_accept_loop(
+                l,
+                senders.clone(),
+                rr.clone(),
+                shared.clone(),
+                cfg.max_connections.max(1),
+            )));
+        }
         tasks.push(tokio::spawn(scheduler(
             sched_rx,
             shared.clone(),
@@ -468,6 +710,7 @@ impl Mixnode {
         tracing::info!(%local_addr, workers = workers_n, "mixnode started");
         Ok(Mixnode {
             local_addr,
+            htx_addr,
             metrics_addr,
             shared,
             senders,
@@ -483,6 +726,23 @@ impl Mixnode {
         self.local_addr
     }
 
+    /// Adds (or replaces) a next hop at run time, e.g. one learnt from a verified descriptor
+    /// ([`PeerConfig::from_descriptor`]). Existing links to it are kept.
+    pub fn add_peer(&self, peer: PeerConfig) {
+        let mut p = self.shared.peers.write().unwrap_or_else(|e| e.into_inner());
+        p.insert(peer.addr, peer);
+    }
+
+    /// The bound HTX ingress address, if enabled.
+    pub fn htx_addr(&self) -> Option<SocketAddr> {
+        self.htx_addr
+    }
+
+    /// The node's Ed25519 identity (descriptor key and HTX identity).
+    pub fn identity_public(&self) -> [u8; 32] {
+        self.shared.identity.verifying_key().to_bytes()
+    }
+
     /// The bound metrics address, if enabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
@@ -494,11 +754,11 @@ impl Mixnode {
         k.current_public().unwrap_or((0, MixPublicKey([0; 32])))
     }
 
-    /// This node as a route hop (current key).
+    /// This node as a route hop (current key, advertised address).
     pub fn route_hop(&self) -> RouteHop {
         let (epoch, key) = self.current_key();
         RouteHop {
-            addr: NodeAddr(self.local_addr),
+            addr: NodeAddr(self.shared.advertised),
             epoch,
             key,
         }
@@ -514,7 +774,7 @@ impl Mixnode {
         let (key_epoch, key) = self.current_key();
         MixNodeInfo {
             id: descriptor::id_of(&self.shared.identity.verifying_key().to_bytes()),
-            addr: NodeAddr(self.local_addr),
+            addr: NodeAddr(self.shared.advertised),
             key,
             key_epoch,
             as_group: None,
@@ -635,7 +895,7 @@ fn describe(shared: &Shared) -> Vec<u8> {
         let k = shared.keys.read().unwrap_or_else(|p| p.into_inner());
         k.current_public().unwrap_or((0, MixPublicKey([0; 32])))
     };
-    descriptor::sign_mix_descriptor(&shared.identity, epoch, &key, &NodeAddr(shared.local_addr))
+    descriptor::sign_mix_descriptor(&shared.identity, epoch, &key, &NodeAddr(shared.advertised))
 }
 
 fn load_identity(dir: &std::path::Path) -> Result<SigningKey, MixError> {
@@ -657,18 +917,25 @@ fn load_identity(dir: &std::path::Path) -> Result<SigningKey, MixError> {
     Ok(sk)
 }
 
-/// Runs a mixnode from a TOML configuration file until Ctrl-C (what `betanet mixnode --config
-/// FILE` calls). The exit role serves the [`crate::app`] protocol without a request handler:
-/// introduction and rendezvous points for hidden services.
+/// Runs a mixnode from a TOML configuration file until Ctrl-C (the library form of `betanet
+/// mixnode --config FILE`). The exit role serves the [`crate::app`] protocol: introduction and
+/// rendezvous points for hidden services, and with `exit_echo = true` an echo request handler.
 pub async fn run_from_config_file(path: &std::path::Path) -> Result<(), MixError> {
     let text = std::fs::read_to_string(path).map_err(|e| MixError::io(path, e))?;
     let cfg = MixnodeConfig::from_toml_str(&text)?;
+    let handler: Option<crate::app::RequestHandler> = if cfg.exit_echo {
+        Some(Arc::new(|data: &[u8]| Some(data.to_vec())))
+    } else {
+        None
+    };
     let (tx, rx) = mpsc::channel(4096);
     let node = Mixnode::start(cfg, Some(tx)).await?;
-    let app = crate::app::ExitApp::new(node.info().id, None).spawn(rx, node.packet_sender(), None);
+    let app =
+        crate::app::ExitApp::new(node.info().id, handler).spawn(rx, node.packet_sender(), None);
     let (epoch, key) = node.current_key();
     tracing::info!(
         addr = %node.local_addr(),
+        htx = ?node.htx_addr(),
         epoch,
         mix_key = %hex::encode(key.0),
         "mixnode running; Ctrl-C to stop"
@@ -714,6 +981,44 @@ async fn accept_loop(
                     let span = tracing::debug_span!("mix-conn", %peer);
                     let _g = span.enter();
                     reader(stream, s, r, sh).await;
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+async fn htx_accept_loop(
+    mut listener: betanet_net::Listener,
+    senders: Arc<[mpsc::Sender<Vec<Inbound>>]>,
+    rr: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    max_connections: usize,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            acc = listener.accept() => {
+                let Ok(conn) = acc else { return };
+                if conns.len() >= max_connections {
+                    Metrics::inc(&shared.metrics.dropped_overload);
+                    conn.close(betanet_net::ErrorCode::Ok, "busy");
+                    continue;
+                }
+                let (s, r, sh) = (senders.clone(), rr.clone(), shared.clone());
+                conns.spawn(async move {
+                    let mut streams = tokio::task::JoinSet::new();
+                    loop {
+                        tokio::select! {
+                            st = conn.accept_stream() => {
+                                let Ok(stream) = st else { break };
+                                Metrics::inc(&sh.metrics.htx_streams);
+                                streams.spawn(reader(stream, s.clone(), r.clone(), sh.clone()));
+                            }
+                            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+                        }
+                    }
+                    while streams.join_next().await.is_some() {}
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -886,12 +1191,11 @@ async fn scheduler(
     exit: Option<mpsc::Sender<Delivery>>,
     cfg: MixnodeConfig,
 ) {
-    let mut heap: BinaryHeap<HeapEntry> = BinaryHeap::new();
-    let mut seq: u64 = 0;
+    let mut heap = DelayQueue::default();
     let mut egress: HashMap<SocketAddr, mpsc::Sender<EgressBatch>> = HashMap::new();
     let m = &shared.metrics;
     loop {
-        let next_due = heap.peek().map(|e| e.0.due);
+        let next_due = heap.next_due();
         tokio::select! {
             msg = rx.recv() => {
                 let Some(first) = msg else { break };
@@ -902,8 +1206,7 @@ async fn scheduler(
                         if heap.len() >= cfg.max_delayed {
                             Metrics::inc(&m.dropped_overload);
                         } else {
-                            heap.push(HeapEntry(s, seq));
-                            seq = seq.wrapping_add(1);
+                            heap.push(s);
                         }
                     }
                     n += 1;
@@ -916,10 +1219,7 @@ async fn scheduler(
         }
         let now = Instant::now();
         let mut due = Vec::new();
-        while heap.peek().is_some_and(|e| e.0.due <= now) {
-            let Some(HeapEntry(s, _)) = heap.pop() else {
-                break;
-            };
+        while let Some(s) = heap.pop_due(now) {
             due.push(s);
         }
         if due.is_empty() {
@@ -995,12 +1295,58 @@ fn dispatch(
 ) -> bool {
     let m = &shared.metrics;
     let n = frame.frames.len() as u64;
+    let known = shared
+        .peers
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&to)
+        .cloned();
+    let link = match known {
+        Some(p) => p,
+        None if shared.unknown_peers == UnknownPeers::Tcp => PeerConfig {
+            addr: to,
+            public_key: None,
+            transport: PeerTransport::Tcp,
+        },
+        None => {
+            m.dropped_unknown_peer.fetch_add(n, Ordering::Relaxed);
+            return false;
+        }
+    };
+    // No live link: the hop may be in its back-off after a failed dial.
+    if egress.get(&to).is_none_or(mpsc::Sender::is_closed) {
+        let mut down = shared.down_until.lock().unwrap_or_else(|e| e.into_inner());
+        match down.get(&to) {
+            Some(&until) if until > Instant::now() => {
+                egress.remove(&to);
+                m.dropped_peer_down.fetch_add(n, Ordering::Relaxed);
+                return false;
+            }
+            Some(_) => {
+                down.remove(&to);
+            }
+            None => {}
+        }
+    }
+    if egress.len() >= MAX_LINKS && !egress.contains_key(&to) {
+        // Bounded: forget dead links; refuse new next hops while all are alive.
+        egress.retain(|_, tx| !tx.is_closed());
+        if egress.len() >= MAX_LINKS {
+            m.dropped_overload.fetch_add(n, Ordering::Relaxed);
+            return false;
+        }
+    }
     let mut frame = Some(frame);
     for _ in 0..2 {
         let tx = egress.entry(to).or_insert_with(|| {
             // Bounded in batches (one per scheduler wake-up).
             let (tx, rx) = mpsc::channel((cfg.egress_queue / 8).max(16));
-            tokio::spawn(egress_conn(to, rx, shared.clone(), cfg.connect_timeout));
+            tokio::spawn(egress_conn(
+                link.clone(),
+                rx,
+                shared.clone(),
+                cfg.connect_timeout,
+            ));
             tx
         });
         let Some(f) = frame.take() else { return false };
@@ -1011,7 +1357,7 @@ fn dispatch(
                 return false;
             }
             Err(mpsc::error::TrySendError::Closed(f)) => {
-                // The connection died: reconnect once.
+                // The connection died: reconnect (a fresh task dials again).
                 egress.remove(&to);
                 frame = Some(f);
             }
@@ -1021,29 +1367,124 @@ fn dispatch(
     false
 }
 
+/// Closes the queue of a dead link and counts what was still in it as `PEER_DOWN`.
+fn drain_peer_down(rx: &mut mpsc::Receiver<EgressBatch>, m: &Metrics) {
+    rx.close();
+    let mut n = 0u64;
+    while let Ok(b) = rx.try_recv() {
+        n += b.frames.len() as u64;
+    }
+    m.dropped_peer_down.fetch_add(n, Ordering::Relaxed);
+}
+
+/// A failed dial: counts it, marks the hop down for [`PEER_RETRY_BACKOFF`] and drops what was
+/// queued for it.
+fn dial_failed(shared: &Shared, to: SocketAddr, rx: &mut mpsc::Receiver<EgressBatch>) {
+    Metrics::inc(&shared.metrics.egress_connect_failures);
+    let now = Instant::now();
+    let mut down = shared.down_until.lock().unwrap_or_else(|e| e.into_inner());
+    if down.len() >= 4096 {
+        // Bounded: forget expired entries first, everything if that is not enough.
+        down.retain(|_, until| *until > now);
+        if down.len() >= 4096 {
+            down.clear();
+        }
+    }
+    down.insert(to, now + PEER_RETRY_BACKOFF);
+    drain_peer_down(rx, &shared.metrics);
+}
+
+/// One pooled link to a next hop: dials (plain TCP, or HTX authenticated as the peer's
+/// identity), then writes queued batches until the link or the queue fails. A dead link ends
+/// the task; the next packet for that hop starts a new one (reconnect on demand). Nothing
+/// waits longer than the connect timeout.
 async fn egress_conn(
-    to: SocketAddr,
+    peer: PeerConfig,
     mut rx: mpsc::Receiver<EgressBatch>,
     shared: Arc<Shared>,
     connect_timeout: Duration,
 ) {
     let m = &shared.metrics;
-    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(to)).await {
-        Ok(Ok(s)) => s,
-        _ => {
-            tracing::debug!(%to, "next hop unreachable (PEER_DOWN)");
-            rx.close();
-            let mut n = 0u64;
-            while let Ok(b) = rx.try_recv() {
-                n += b.frames.len() as u64;
-            }
-            m.dropped_peer_down.fetch_add(n, Ordering::Relaxed);
-            return;
+    let to = peer.addr;
+    match (peer.transport, peer.public_key) {
+        (PeerTransport::Htx(t), Some(vk)) => {
+            let mut cfg = shared.htx_client.clone();
+            cfg.transport = t;
+            let dialed = tokio::time::timeout(
+                connect_timeout,
+                betanet_net::dial(&to.to_string(), &vk, &cfg),
+            )
+            .await;
+            let conn = match dialed {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::debug!(%to, error = %e, "HTX next hop unreachable (PEER_DOWN)");
+                    return dial_failed(&shared, to, &mut rx);
+                }
+                Err(_) => {
+                    tracing::debug!(%to, "HTX next hop: connect timeout (PEER_DOWN)");
+                    return dial_failed(&shared, to, &mut rx);
+                }
+            };
+            let Ok(stream) = conn.open_stream() else {
+                return dial_failed(&shared, to, &mut rx);
+            };
+            Metrics::inc(&m.egress_connects);
+            let watch = conn.clone();
+            let closed = async move {
+                watch.closed().await;
+            };
+            pump(to, stream, closed, &mut rx, m).await;
+            drop(conn);
         }
-    };
-    let _ = stream.set_nodelay(true);
-    let mut w = BufWriter::with_capacity(64 * 1024, stream);
-    while let Some(first) = rx.recv().await {
+        _ => {
+            let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(to)).await {
+                Ok(Ok(s)) => s,
+                _ => {
+                    tracing::debug!(%to, "next hop unreachable (PEER_DOWN)");
+                    return dial_failed(&shared, to, &mut rx);
+                }
+            };
+            Metrics::inc(&m.egress_connects);
+            let _ = stream.set_nodelay(true);
+            let (mut rd, wr) = stream.into_split();
+            // The peer never writes on an egress link; EOF or an error means it went away.
+            let closed = async move {
+                let mut b = [0u8; 256];
+                while let Ok(n) = rd.read(&mut b).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            };
+            pump(to, wr, closed, &mut rx, m).await;
+        }
+    }
+    drain_peer_down(&mut rx, m);
+}
+
+/// Writes queued batches to `w` (up to 16 batches per flush) until the queue closes, a write
+/// fails or `closed` completes.
+async fn pump<W: AsyncWrite + Unpin>(
+    to: SocketAddr,
+    w: W,
+    closed: impl std::future::Future<Output = ()>,
+    rx: &mut mpsc::Receiver<EgressBatch>,
+    m: &Metrics,
+) {
+    let mut w = BufWriter::with_capacity(64 * 1024, w);
+    tokio::pin!(closed);
+    loop {
+        let first = tokio::select! {
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => return,
+            },
+            () = &mut closed => {
+                tracing::debug!(%to, "next hop closed the link");
+                return;
+            }
+        };
         let (mut n, mut fwd, mut rep) = (0u64, 0u64, 0u64);
         let mut ok = true;
         let mut next = Some(first);
@@ -1152,5 +1593,48 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn toml_peers() {
+        let pk = betanet_crypto::sign::SigningKey::from_seed(&[4; 32])
+            .verifying_key()
+            .to_bytes();
+        let base = "listen = \"127.0.0.1:1\"\nstate_dir = \"x\"\n";
+        let c = MixnodeConfig::from_toml_str(&format!(
+            "{base}htx_listen = \"127.0.0.1:2\"\nunknown_peers = \"drop\"\nexit_echo = true\nadvertise = \"htx\"\n\
+             [[peers]]\naddr = \"10.0.0.1:9\"\npublic_key = \"{}\"\n\
+             [[peers]]\naddr = \"10.0.0.2:9\"\ntransport = \"tcp\"\n",
+            hex::encode(pk)
+        ))
+        .unwrap();
+        assert_eq!(c.htx_listen, Some("127.0.0.1:2".parse().unwrap()));
+        assert_eq!(c.unknown_peers, UnknownPeers::Drop);
+        assert_eq!(c.advertise, Advertise::Htx);
+        assert!(c.exit_echo);
+        assert_eq!(c.peers.len(), 2);
+        assert_eq!(
+            c.peers[0].transport,
+            PeerTransport::Htx(betanet_net::Transport::Tcp12)
+        );
+        assert_eq!(c.peers[0].public_key.unwrap().to_bytes(), pk);
+        assert_eq!(c.peers[1].transport, PeerTransport::Tcp);
+        assert!(c.peers[1].public_key.is_none());
+        let d = MixnodeConfig::from_toml_str(base).unwrap();
+        assert_eq!(d.unknown_peers, UnknownPeers::Tcp);
+        assert!(d.peers.is_empty() && !d.exit_echo && d.htx_listen.is_none());
+        // HTX without a key, a bad key, an unknown transport or policy: rejected.
+        for bad in [
+            "[[peers]]\naddr = \"10.0.0.1:9\"\n",
+            "[[peers]]\naddr = \"10.0.0.1:9\"\npublic_key = \"abcd\"\n",
+            "[[peers]]\naddr = \"10.0.0.1:9\"\ntransport = \"udp\"\n",
+            "unknown_peers = \"maybe\"\n",
+            "advertise = \"htx\"\n",
+        ] {
+            assert!(
+                MixnodeConfig::from_toml_str(&format!("{base}{bad}")).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

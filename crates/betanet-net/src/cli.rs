@@ -17,7 +17,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::error::NetError;
 use crate::ticket::{TicketKeys, TicketPublic};
 use crate::tls::{RustlsClient, TlsClient, TlsServer};
-use crate::{ClientConfig, Connection, ServerConfig, Stream, Transport, dial, listen};
+use crate::{
+    ClientConfig, Connection, ConnectionStats, ServerConfig, Stream, Transport, dial, listen,
+};
 
 fn file_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NetError {
     let path = path.display().to_string();
@@ -53,42 +55,21 @@ fn read_hex<const N: usize>(path: &Path, what: &'static str) -> Result<Option<[u
     }
 }
 
-/// The tag of the node key file format shared with `betanet keygen`.
-const KEY_TAG: &str = "betanet-ed25519-seed-v1";
-
-/// Loads the node key from `data_dir/node.key` (the `betanet keygen` format:
-/// `betanet-ed25519-seed-v1 <64 hex>`, `#` comments), creating it (mode 0600) on first use.
+/// Loads the node key from `data_dir/node.key` (the `betanet keygen` format of
+/// [`betanet_crypto::keyfile`]), creating it (mode 0600) on first use.
 pub fn load_or_create_identity(data_dir: &Path) -> Result<SigningKey, NetError> {
     std::fs::create_dir_all(data_dir)
         .map_err(file_err("cannot create data directory", data_dir))?;
     let path = data_dir.join("node.key");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let seed = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .find_map(|l| {
-                    let hex_part = l.strip_prefix(KEY_TAG).unwrap_or(l).trim();
-                    hex::decode(hex_part)
-                        .ok()
-                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                });
-            let seed = zeroize::Zeroizing::new(seed.ok_or_else(|| {
-                NetError::Config(format!(
-                    "{} is not a Betanet node key ({KEY_TAG} <64 hex digits>)",
-                    path.display()
-                ))
-            })?);
-            Ok(SigningKey::from_seed(&seed))
+            let text = zeroize::Zeroizing::new(text);
+            betanet_crypto::keyfile::decode(&text)
+                .map_err(|e| NetError::Config(format!("{} {e}", path.display())))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = SigningKey::generate(&mut rand_core::OsRng);
-            let body = zeroize::Zeroizing::new(format!(
-                "# Betanet node key (Ed25519 seed). Keep this file secret.\n{KEY_TAG} {}\n",
-                hex::encode(key.seed().as_ref())
-            ));
-            write_secret(&path, &body)?;
+            write_secret(&path, &betanet_crypto::keyfile::encode(&key))?;
             Ok(key)
         }
         Err(e) => Err(file_err("cannot read", &path)(e)),
@@ -291,6 +272,9 @@ pub struct StreamReport {
     pub post_quantum: bool,
     /// Key updates sent.
     pub rekeys: u64,
+    /// The connection's counters at the end (bytes, frames, rekeys, RTT): print with
+    /// [`StreamReport::stats_line`].
+    pub stats: ConnectionStats,
 }
 
 impl StreamReport {
@@ -298,6 +282,13 @@ impl StreamReport {
     #[must_use]
     pub fn echo_ok(&self) -> bool {
         self.sent == self.received && self.sent_sha256 == self.received_sha256
+    }
+
+    /// The connection statistics as one human line (what `betanet stream --stats` prints):
+    /// see [`ConnectionStats::summary`].
+    #[must_use]
+    pub fn stats_line(&self) -> String {
+        self.stats.summary()
     }
 }
 
@@ -369,6 +360,8 @@ async fn run_stream(
     let t0 = Instant::now();
     let conn = dial(&addr, &server, &cfg).await?;
     let handshake = t0.elapsed();
+    // One PING right away, so that the stats carry an RTT sample even for a short echo.
+    conn.ping();
     let s = conn.open_stream()?;
     let (mut rd, mut wr) = tokio::io::split(s);
     let send = async {
@@ -417,6 +410,7 @@ async fn run_stream(
         handshake,
         post_quantum: conn.is_post_quantum(),
         rekeys: stats.htx.rekeys_sent,
+        stats,
     };
     conn.close(betanet_htx::ErrorCode::Ok, "");
     Ok(report)

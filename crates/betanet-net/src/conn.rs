@@ -12,24 +12,31 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use betanet_crypto::sign::VerifyingKey;
 use betanet_htx::{
     Connection as Engine, ConnectionError, ErrorCode, Event, Stats, StreamError, StreamId,
 };
 use betanet_wire::caps::Selection;
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
+use tokio_util::io::poll_read_buf;
 
 use crate::error::NetError;
 
-/// Bytes the driver reads per call.
-const READ_CHUNK: usize = 256 * 1024;
+/// Size of a receive buffer.
+const READ_CHUNK: usize = 192 * 1024;
+/// Below this much free space the read buffer is renewed (frames handed to the engine keep
+/// the old one alive until the application has read them).
+const READ_MIN: usize = 64 * 1024;
+/// Retired receive buffers kept for reuse once the engine has released them.
+const READ_SPARES: usize = 16;
 /// How long the driver keeps its I/O buffers after the last byte moved.
 const BUFFER_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes of frames the driver asks the engine for at once.
-const WRITE_CHUNK: usize = 256 * 1024;
+const WRITE_CHUNK: usize = 512 * 1024;
 
 pub(crate) struct Inner {
     pub(crate) engine: Engine,
@@ -195,7 +202,8 @@ where
     let driver = Driver {
         io,
         shared: shared.clone(),
-        rbuf: Vec::new(),
+        rbuf: None,
+        spares: VecDeque::new(),
         wbuf: Vec::new(),
         wpos: 0,
         timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
@@ -212,7 +220,12 @@ where
 struct Driver<T> {
     io: T,
     shared: Arc<Shared>,
-    rbuf: Vec<u8>,
+    /// The engine's receive buffer, lent while a read is pending: bytes are read straight
+    /// into it and the engine cuts frames out of it and opens them in place, so received
+    /// bytes are not copied before the application reads them.
+    rbuf: Option<BytesMut>,
+    /// Retired receive buffers, reused once every frame cut out of them is gone.
+    spares: VecDeque<BytesMut>,
     wbuf: Vec<u8>,
     wpos: usize,
     timer: Pin<Box<Sleep>>,
@@ -247,15 +260,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Future for Driver<T> {
             let mut progress = false;
             // 1. Input: one read, then the engine.
             if !this.eof {
-                if this.rbuf.capacity() < READ_CHUNK {
-                    // Not zeroed: read into spare capacity (allocated per busy period).
-                    this.rbuf = Vec::with_capacity(READ_CHUNK);
-                }
-                this.rbuf.clear();
-                let mut rb = ReadBuf::uninit(this.rbuf.spare_capacity_mut());
-                let got = match Pin::new(&mut this.io).poll_read(cx, &mut rb) {
-                    Poll::Ready(Ok(())) => Some(Ok(rb.filled().len())),
-                    Poll::Ready(Err(e)) => Some(Err(e)),
+                let rbuf = match this.rbuf.as_mut() {
+                    Some(b) => b,
+                    None => {
+                        let mut b = shared.lock().engine.take_input_buffer();
+                        renew(&mut b, &mut this.spares);
+                        this.rbuf.insert(b)
+                    }
+                };
+                let got = match poll_read_buf(Pin::new(&mut this.io), cx, rbuf) {
+                    Poll::Ready(r) => Some(r),
                     Poll::Pending => None,
                 };
                 match got {
@@ -269,11 +283,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Future for Driver<T> {
                         inner.dispatch_events();
                         progress = true;
                     }
-                    Some(Ok(n)) => {
-                        let data = rb.filled().get(..n).unwrap_or_default();
+                    Some(Ok(_)) => {
+                        let data = this.rbuf.take().unwrap_or_default();
                         this.last_io = Instant::now();
                         let mut inner = shared.lock();
-                        inner.engine.handle_input(data, this.last_io);
+                        inner.engine.handle_input_owned(data, this.last_io);
                         inner.dispatch_events();
                         progress = true;
                     }
@@ -365,15 +379,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Future for Driver<T> {
         // Idle for a while: release the big buffers (memory per idle connection). Keeping
         // them during a busy period avoids allocator churn (page faults) per wake-up.
         let now = Instant::now();
-        let holding = this.rbuf.capacity() > 0 || this.wbuf.capacity() > 0;
+        let holding = this.rbuf.is_some() || !this.spares.is_empty() || this.wbuf.capacity() > 0;
         let release_at = this.last_io + BUFFER_LINGER;
         if holding && now >= release_at && this.wpos == this.wbuf.len() {
             this.wbuf = Vec::new();
             this.wpos = 0;
-            this.rbuf = Vec::new();
+            if let Some(b) = this.rbuf.take() {
+                // Back to the engine without the big allocation (a partial frame at most).
+                let small = BytesMut::from(b.as_ref());
+                shared.lock().engine.handle_input_owned(small, now);
+            }
+            this.spares = VecDeque::new();
             shared.lock().engine.release_buffers();
         }
-        let holding = this.rbuf.capacity() > 0 || this.wbuf.capacity() > 0;
+        let holding = this.rbuf.is_some() || !this.spares.is_empty() || this.wbuf.capacity() > 0;
         // 5. Timer (the engine's, or the buffer release).
         let engine_next = shared.lock().engine.poll_timeout();
         let next = match (engine_next, holding) {
@@ -396,6 +415,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Future for Driver<T> {
         }
         Poll::Pending
     }
+}
+
+/// Makes sure `buf` (holding the start of a partial frame) has room for a read: reclaims it
+/// if the engine is done with the frames cut out of it, else moves its contents into a
+/// retired buffer that is free again (or a new one) and retires it.
+fn renew(buf: &mut BytesMut, spares: &mut VecDeque<BytesMut>) {
+    if buf.capacity() - buf.len() >= READ_MIN || buf.try_reclaim(READ_CHUNK - buf.len()) {
+        return;
+    }
+    let want = READ_CHUNK.max(buf.len() + READ_MIN);
+    let fresh = spares
+        .iter_mut()
+        .position(|s| s.try_reclaim(want))
+        .and_then(|i| spares.remove(i));
+    let mut fresh = fresh.unwrap_or_else(|| BytesMut::with_capacity(want));
+    fresh.extend_from_slice(buf);
+    let mut old = std::mem::replace(buf, fresh);
+    old.clear();
+    if spares.len() >= READ_SPARES {
+        spares.pop_front();
+    }
+    spares.push_back(old);
 }
 
 /// Keeps the connection open while any handle lives.
@@ -480,6 +521,72 @@ pub struct ConnectionStats {
     pub carriage: &'static str,
     /// Streams alive in the engine.
     pub open_streams: usize,
+    /// Latest RTT sample (a PING and its echo), if any PING was answered yet.
+    pub rtt: Option<Duration>,
+    /// Smoothed RTT (RFC 6298 style, α = 1/8), if any PING was answered yet.
+    pub srtt: Option<Duration>,
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in UNITS.iter().skip(1) {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "n/a".to_owned(),
+        |d| format!("{:.2} ms", d.as_secs_f64() * 1e3),
+    )
+}
+
+impl ConnectionStats {
+    /// The counters as one human-readable line (for `betanet stream --stats` and logs), e.g.
+    /// `tls: sent 1.0 MiB / 17 frames (data 1.0 MiB), received 1.0 MiB / 21 frames (data
+    /// 1.0 MiB), rekeys 0 sent / 0 received, rtt 0.21 ms (smoothed 0.21 ms, 1 pings), 0 open
+    /// streams`.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let h = &self.htx;
+        format!(
+            "{}: sent {} / {} frames (data {}), received {} / {} frames (data {}), rekeys {} sent \
+             / {} received, rtt {} (smoothed {}, {} pings), {} open streams",
+            if self.carriage.is_empty() {
+                "htx"
+            } else {
+                self.carriage
+            },
+            human_bytes(h.bytes_sent),
+            h.frames_sent,
+            human_bytes(h.stream_bytes_sent),
+            human_bytes(h.bytes_received),
+            h.frames_received,
+            human_bytes(h.stream_bytes_received),
+            h.rekeys_sent,
+            h.rekeys_received,
+            ms(self.rtt),
+            ms(self.srtt),
+            h.pings_sent,
+            self.open_streams,
+        )
+    }
+}
+
+impl std::fmt::Display for ConnectionStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary())
+    }
 }
 
 impl Connection {
@@ -523,6 +630,14 @@ impl Connection {
         h2.request(path, value).await
     }
 
+    /// TLS carriage only: whether this connection was chosen for the HTTP/2 PRIORITY cover
+    /// frame (SPEC §4.1) and so sent one after its SETTINGS; `None` on other carriages and
+    /// on the listening side.
+    #[must_use]
+    pub fn h2_priority_sent(&self) -> Option<bool> {
+        self.h2.as_ref().map(|h| h.priority_sent)
+    }
+
     /// The peer's verified Ed25519 key.
     #[must_use]
     pub fn peer_identity(&self) -> &VerifyingKey {
@@ -545,8 +660,11 @@ impl Connection {
     #[must_use]
     pub fn stats(&self) -> ConnectionStats {
         let inner = self.shared.lock();
+        let htx = inner.engine.stats();
         ConnectionStats {
-            htx: inner.engine.stats(),
+            rtt: htx.rtt,
+            srtt: htx.srtt,
+            htx,
             carriage: inner.carriage,
             open_streams: inner.engine.stream_count(),
         }
@@ -792,5 +910,40 @@ impl Drop for Stream {
             let _ = inner.engine.stop_reading(self.id);
         }
         inner.wake_driver();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line() {
+        let mut st = ConnectionStats {
+            carriage: "tcp12",
+            open_streams: 2,
+            ..ConnectionStats::default()
+        };
+        st.htx.bytes_sent = 3 * 1024 * 1024 + 512 * 1024;
+        st.htx.frames_sent = 57;
+        st.htx.stream_bytes_sent = 3 * 1024 * 1024;
+        st.htx.bytes_received = 900;
+        st.htx.frames_received = 4;
+        st.htx.rekeys_sent = 1;
+        st.htx.pings_sent = 1;
+        st.rtt = Some(Duration::from_micros(250));
+        st.srtt = Some(Duration::from_micros(1500));
+        assert_eq!(
+            st.summary(),
+            "tcp12: sent 3.5 MiB / 57 frames (data 3.0 MiB), received 900 B / 4 frames (data 0 \
+             B), rekeys 1 sent / 0 received, rtt 0.25 ms (smoothed 1.50 ms, 1 pings), 2 open \
+             streams"
+        );
+        assert_eq!(st.to_string(), st.summary());
+        st.rtt = None;
+        st.srtt = None;
+        assert!(st.summary().contains("rtt n/a (smoothed n/a, 1 pings)"));
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(5 << 30), "5.0 GiB");
     }
 }

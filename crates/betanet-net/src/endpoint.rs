@@ -88,6 +88,10 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// TLS + HTTP/2 settings (required for [`Transport::Tls`]).
     pub tls: Option<TlsClient>,
+    /// TLS carriage: the probability that a connection carries an HTTP/2 PRIORITY frame
+    /// (SPEC §4.1 cover behaviour). [`ClientConfig::new`] draws it once per client,
+    /// uniformly from [`crate::priority::PROBABILITY_RANGE`] ([0.5 %, 3 %]); 1 forces it.
+    pub h2_priority_probability: f64,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -109,6 +113,7 @@ impl ClientConfig {
             transport: Transport::Tcp12,
             connect_timeout: Duration::from_secs(10),
             tls: None,
+            h2_priority_probability: crate::priority::draw_probability(&mut rand_core::OsRng),
         }
     }
 

@@ -16,14 +16,16 @@
 //!
 //! What it is **not**: no protocol logic (frames, flow control, keys live in `betanet-htx`,
 //! `betanet-wire`, `betanet-crypto`). Not yet here: QUIC/HTTP/3, origin calibration,
-//! connection pools, h2 PRIORITY cover, and the full access-ticket crate (the private
-//! [`ticket`] module stands in).
+//! connection pools, and the full access-ticket crate (the private [`ticket`] module stands
+//! in). The HTTP/2 PRIORITY cover ([`priority`]) is a raw frame injected by the client
+//! because `h2` cannot send PRIORITY.
 
 pub mod cli;
 mod conn;
 mod endpoint;
 mod error;
 mod h2io;
+pub mod priority;
 pub mod ticket;
 pub mod tls;
 

@@ -425,8 +425,13 @@ pub(crate) async fn dial(
         ));
     }
     let exporter = sess.export_inner()?;
+    // SPEC §4.1 cover: an HTTP/2 PRIORITY frame on a random 0.5–3 % of connections.
+    let mut rng = rand_core::OsRng;
+    let priority = crate::priority::decide(cfg.h2_priority_probability, &mut rng)
+        .then(|| crate::priority::priority_frame(&mut rng).to_vec());
+    let priority_sent = priority.is_some();
     let (mut send_req, h2conn) = h2_client()
-        .handshake::<_, Bytes>(sess)
+        .handshake::<_, Bytes>(crate::priority::PriorityInject::new(sess, priority))
         .await
         .map_err(carriage_err)?;
     tokio::spawn(async move {
@@ -469,6 +474,7 @@ pub(crate) async fn dial(
         .map_err(carriage_err)?;
     let (resp, send) = send_req.send_request(req, false).map_err(carriage_err)?;
     let side = H2Side {
+        priority_sent,
         send: tokio::sync::Mutex::new(send_req),
         authority: authority.clone(),
         counter: std::sync::atomic::AtomicU64::new(0),
@@ -503,6 +509,8 @@ pub(crate) async fn dial(
 
 /// The client's HTTP/2 connection kept for later requests of the session.
 pub(crate) struct H2Side {
+    /// Whether this connection was chosen for the PRIORITY cover frame.
+    pub(crate) priority_sent: bool,
     send: tokio::sync::Mutex<h2::client::SendRequest<Bytes>>,
     authority: String,
     counter: std::sync::atomic::AtomicU64,

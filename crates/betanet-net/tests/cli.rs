@@ -59,6 +59,22 @@ async fn echo_over_tcp12_and_tls_with_persistent_keys() {
         assert!(report.echo_ok(), "{report:?}");
         assert_eq!(echoed, data);
         assert_eq!(report.peer_id, info.peer_id);
+        // The stats: the data went out as frames, and the PING sent after the handshake was
+        // answered long before a 3 MB echo ended (an RTT on loopback, well under a second).
+        let st = &report.stats;
+        assert_eq!(st.htx.stream_bytes_sent, data.len() as u64);
+        assert_eq!(st.htx.stream_bytes_received, data.len() as u64);
+        assert!(st.htx.pings_sent >= 1);
+        let rtt = st.rtt.expect("an RTT sample");
+        assert!(rtt < std::time::Duration::from_secs(1), "{rtt:?}");
+        assert_eq!(st.srtt, Some(rtt));
+        let line = report.stats_line();
+        assert!(
+            line.starts_with(&format!("{}: sent ", st.carriage)),
+            "{line}"
+        );
+        assert!(line.contains(" ms (smoothed "), "{line}");
+        assert!(!line.contains('\n'));
     }
     // The key file is the `betanet keygen` format.
     let text = std::fs::read_to_string(dir.path().join("node.key")).unwrap();

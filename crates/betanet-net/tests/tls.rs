@@ -111,6 +111,35 @@ async fn echo_over_tls_with_session_tokens() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_h2_priority_frame_keeps_the_session_working() {
+    let t = tls_pair();
+    let mut l = server(Transport::Tls, quiet(), Some(t.server.clone())).await;
+    let addr = l.local_addr().to_string();
+    let vk = key(2).verifying_key();
+    for (p, expect) in [(1.0, true), (0.0, false)] {
+        let mut cfg = client_cfg(Transport::Tls, quiet(), Some(t.client.clone()));
+        assert!((0.005..=0.03).contains(&cfg.h2_priority_probability));
+        cfg.h2_priority_probability = p;
+        let (c, s) = tokio::join!(dial(&addr, &vk, &cfg), l.accept());
+        let (c, s) = (c.unwrap(), s.unwrap());
+        assert_eq!(c.h2_priority_sent(), Some(expect));
+        assert_eq!(s.h2_priority_sent(), None);
+        // The HTX session and a later ticketed request on the same HTTP/2 connection work.
+        let mut st = c.open_stream().unwrap();
+        st.write_all(b"after PRIORITY").await.unwrap();
+        st.shutdown().await.unwrap();
+        let mut ss = s.accept_stream().await.unwrap();
+        let mut got = Vec::new();
+        ss.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"after PRIORITY");
+        assert_eq!(
+            c.ticketed_request("/x").await.unwrap(),
+            http::StatusCode::NO_CONTENT
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_ticket_key_gets_decoy_status() {
     let t = tls_pair();
     let other = tls_pair();

@@ -6,7 +6,9 @@
 //! * [`VirtualClock`]: a manually advanced clock for sans-IO engines, which take `now` as an
 //!   argument and so can be run through hours of timers in microseconds;
 //! * [`rng`]: deterministic, seedable RNGs for reproducible tests;
-//! * [`vectors`]: loaders for JSON and hex test-vector files in `testdata/` directories.
+//! * [`vectors`]: loaders for JSON and hex test-vector files in `testdata/` directories;
+//! * [`process`]: a kill-on-drop guard, free ports and banner parsing for tests that run the
+//!   real binaries.
 //!
 //! What it is not: no mocks of network services — integration tests use real sockets on
 //! 127.0.0.1 with ephemeral ports.
@@ -57,6 +59,8 @@ impl VirtualClock {
         self.offset
     }
 }
+
+pub mod process;
 
 /// Deterministic randomness.
 pub mod rng {

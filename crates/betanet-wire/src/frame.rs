@@ -350,6 +350,37 @@ impl FrameDecoder {
 
     /// The next complete frame, `Ok(None)` if more bytes are needed, or the (sticky) error.
     pub fn next_frame(&mut self) -> Result<Option<RawFrame>, WireError> {
+        Ok(self.next_frame_mut()?.map(|(header, body)| RawFrame {
+            header,
+            body: body.freeze(),
+        }))
+    }
+
+    /// Appends bytes the caller gives away, without copying them when they directly follow
+    /// the buffered bytes in memory (the usual case when the caller reads the transport into
+    /// one `BytesMut` and hands over `split()` parts), or when nothing is buffered.
+    ///
+    /// Unlike [`FrameDecoder::feed`] this does not enforce the capacity bound: the caller's
+    /// read size bounds the memory.
+    pub fn feed_owned(&mut self, data: BytesMut) {
+        if self.buf.is_empty() {
+            self.buf = data;
+        } else {
+            self.buf.unsplit(data);
+        }
+    }
+
+    /// Lends the internal buffer out (leaving the decoder empty): the caller appends transport
+    /// bytes after its contents (a partial frame) and gives it back with
+    /// [`FrameDecoder::feed_owned`]. This lets a reader read straight into the decoder's
+    /// buffer without holding a borrow of the decoder during the read.
+    pub fn take_buffer(&mut self) -> BytesMut {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Like [`FrameDecoder::next_frame`], but the body (ciphertext ‖ tag) stays mutable so it
+    /// can be opened in place: no copy of the frame is made (it is split off the buffer).
+    pub fn next_frame_mut(&mut self) -> Result<Option<(FrameHeader, BytesMut)>, WireError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -357,7 +388,6 @@ impl FrameDecoder {
             Some(h) => h,
             None => {
                 let Some(hdr_bytes) = self.buf.get(..HEADER_LEN) else {
-                    // The length can be checked as soon as its 3 bytes are here.
                     if let Some(&[a, b, c]) = self.buf.get(..LEN_FIELD)
                         && let Err(e) = check_len(u32::from_be_bytes([0, a, b, c]))
                     {
@@ -383,9 +413,9 @@ impl FrameDecoder {
         if self.buf.len() < body_len {
             return Ok(None);
         }
-        let body = self.buf.split_to(body_len).freeze();
+        let body = self.buf.split_to(body_len);
         self.pending = None;
-        Ok(Some(RawFrame { header, body }))
+        Ok(Some((header, body)))
     }
 
     /// `true` once a malformed header was seen.
@@ -1017,6 +1047,62 @@ mod tests {
         assert_eq!(got[1].header.frame_type(), FrameType::KeyUpdate);
         assert_eq!(&got[1].body[..], &[0xbb; 16]);
         assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn decoder_owned_feeding_splits_in_place() {
+        let mut wire = frame_bytes(FrameType::Stream, 1, 20, 0xaa);
+        wire.extend(frame_bytes(FrameType::KeyUpdate, 0, 16, 0xbb));
+        wire.extend(frame_bytes(FrameType::Stream, 3, 40, 0xcc));
+        // One read buffer, handed over in pieces that cut frames anywhere.
+        let mut rbuf = BytesMut::with_capacity(wire.len());
+        let mut d = FrameDecoder::new();
+        let mut got = Vec::new();
+        for piece in wire.chunks(7) {
+            rbuf.extend_from_slice(piece);
+            d.feed_owned(rbuf.split());
+            while let Some((h, mut body)) = d.next_frame_mut().unwrap() {
+                body[0] ^= 0xff; // writable in place
+                got.push((h, body));
+            }
+        }
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].0.stream_id(), 1);
+        assert_eq!(got[0].1[0], 0x55);
+        assert_eq!(&got[0].1[1..], &[0xaa; 19]);
+        assert_eq!(got[1].0.frame_type(), FrameType::KeyUpdate);
+        assert_eq!(&got[1].1[1..], &[0xbb; 15]);
+        assert_eq!(got[2].0.stream_id(), 3);
+        assert_eq!(got[2].1.len(), 40);
+        assert_eq!(d.buffered(), 0);
+        // Non-contiguous pieces are copied, with the same result.
+        let mut d = FrameDecoder::new();
+        let mut n = 0;
+        for piece in wire.chunks(5) {
+            d.feed_owned(BytesMut::from(piece));
+            while d.next_frame_mut().unwrap().is_some() {
+                n += 1;
+            }
+        }
+        assert_eq!(n, 3);
+        // Lending the buffer: a read appends to the partial frame, which is then complete.
+        let mut d = FrameDecoder::new();
+        d.feed_owned(BytesMut::from(&wire[..31]));
+        assert!(d.next_frame_mut().unwrap().is_some());
+        assert!(d.next_frame_mut().unwrap().is_none());
+        let mut lent = d.take_buffer();
+        assert_eq!(lent.len(), 1);
+        assert_eq!(d.buffered(), 0);
+        lent.extend_from_slice(&wire[31..]);
+        d.feed_owned(lent);
+        let (h2, _) = d.next_frame_mut().unwrap().unwrap();
+        assert_eq!(h2.frame_type(), FrameType::KeyUpdate);
+        assert_eq!(d.next_frame_mut().unwrap().unwrap().0.stream_id(), 3);
+        // Errors stay sticky on this path too.
+        let mut d = FrameDecoder::new();
+        d.feed_owned(BytesMut::from(&h("000005 00 00000001 0000")[..]));
+        assert_eq!(d.next_frame_mut(), Err(WireError::FrameTooShort { len: 5 }));
+        assert_eq!(d.next_frame(), Err(WireError::FrameTooShort { len: 5 }));
     }
 
     #[test]

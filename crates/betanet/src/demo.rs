@@ -5,6 +5,7 @@
 //! * a **gateway** in front of it: an ordinary-looking website (a static decoy page) for
 //!   everyone, and — for a request with a valid access ticket — the door to the site, reached
 //!   over pooled HTX connections;
+//! * a **client proxy** (SOCKS5 + HTTP on loopback) that reaches the site as `demo.bn` over HTX;
 //! * **mixnodes** (3 by default) with a 3-hop packet sent through them as a check.
 //!
 //! It prints the dashboard URL with a single-use ticket, checks the whole path itself
@@ -56,7 +57,8 @@ max-width:40em;margin:4em auto;color:#3b2f2f\"><h1>Rosemary &amp; Rye</h1>\n<p>S
 rye and seasonal pastries, baked every morning since 1998.</p>\n<p>Open Tuesday to Sunday, \
 7&nbsp;am to 2&nbsp;pm.</p></body></html>\n";
 
-/// One HTTP/1.1 GET on a fresh connection; returns (status, body length, elapsed).
+/// One HTTP/1.1 GET on a fresh connection (`target` may be absolute-form, for a proxy);
+/// returns (status, body).
 fn http_get(addr: SocketAddr, target: &str, cookie: Option<&str>) -> Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -108,14 +110,10 @@ async fn start_site(classic: bool) -> Result<(Arc<App>, SocketAddr, SigningKey)>
     if classic {
         server.pq = PqMode::Classic;
     }
-    let mut listener = betanet_net::listen("127.0.0.1:0", server).await?;
+    let listener = betanet_net::listen("127.0.0.1:0", server).await?;
     let addr = listener.local_addr();
     let serving = app.clone();
-    tokio::spawn(async move {
-        while let Ok(conn) = listener.accept().await {
-            tokio::spawn(crate::serve::serve_connection(serving.clone(), conn, None));
-        }
-    });
+    tokio::spawn(betanet_app::htx::serve_listener(serving, listener, 1024));
     Ok((app, addr, identity))
 }
 
@@ -216,6 +214,21 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "  gateway      http://{gw_addr}/  (a bakery's website for everyone without a ticket)"
     );
 
+    // The client proxy: SOCKS5 + HTTP on loopback, `demo.bn` → the site over HTX.
+    let mut proxy_cfg = betanet_proxy::ProxyConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    proxy_cfg.classic_handshake = args.classic;
+    proxy_cfg
+        .sites
+        .push(betanet_proxy::SiteConfig::parse_flag(&format!(
+            "demo.bn={site_addr}={}",
+            hex::encode(site_pub.to_bytes())
+        ))?);
+    let proxy = betanet_proxy::Proxy::start(proxy_cfg)
+        .await
+        .context("starting the client proxy")?;
+    let proxy_addr = proxy.local_addr();
+    println!("  client proxy SOCKS5 + HTTP on {proxy_addr}  (demo.bn → the site over HTX)");
+
     let mix = crate::demo_mix::start(args.mixnodes, dir.path()).await?;
     if let Some(m) = &mix {
         println!("  mixnodes     {}", m.describe());
@@ -237,12 +250,25 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         Ok((admitted, decoy, elapsed))
     })
     .await??;
+    let via_proxy = tokio::task::spawn_blocking(move || -> Result<Duration> {
+        let t = Instant::now();
+        let (status, body) = http_get(proxy_addr, "http://demo.bn/dashboard/api/stats", None)?;
+        if status != 200 || !body.contains("uptime") {
+            bail!("a request through the client proxy got HTTP {status}");
+        }
+        Ok(t.elapsed())
+    })
+    .await??;
     println!();
     println!(
         "  check        ticket → gateway → HTX → site: HTTP {} in {:.1} ms; no ticket → decoy page (HTTP {})",
         check.0,
         check.2.as_secs_f64() * 1e3,
         check.1
+    );
+    println!(
+        "  check        client proxy → HTX → site: HTTP 200 in {:.1} ms",
+        via_proxy.as_secs_f64() * 1e3
     );
     if let Some(m) = &mix {
         let r = m.check().await?;
@@ -258,7 +284,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "  curl -H 'Cookie: {}' http://{gw_addr}/metrics",
         ticket(&ticket_key, Carrier::Cookie)?
     );
+    println!("or through the client proxy (no ticket needed: it speaks HTX itself):");
+    println!("  curl -x http://{proxy_addr} http://demo.bn/dashboard/api/stats");
+    println!("  curl --socks5-hostname {proxy_addr} http://demo.bn/metrics");
     if args.check {
+        proxy.shutdown().await;
         gw.shutdown().await;
         return Ok(());
     }
@@ -266,6 +296,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("Press Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;
     println!("stopping");
+    proxy.shutdown().await;
     gw.shutdown().await;
     Ok(())
 }

@@ -13,8 +13,6 @@ use anyhow::{Context, Result, bail};
 use betanet_crypto::sign::SigningKey;
 use zeroize::Zeroizing;
 
-const TAG: &str = "betanet-ed25519-seed-v1";
-
 /// The default data directory: `$BETANET_DATA_DIR`, else `$XDG_DATA_HOME/betanet`, else
 /// `~/.local/share/betanet`.
 pub fn default_data_dir() -> PathBuf {
@@ -48,11 +46,7 @@ pub fn write_key(path: &Path, key: &SigningKey, force: bool) -> Result<()> {
         fs::create_dir_all(parent)
             .with_context(|| format!("cannot create directory {}", parent.display()))?;
     }
-    let seed = key.seed();
-    let body = Zeroizing::new(format!(
-        "# Betanet node key (Ed25519 seed). Keep this file secret.\n{TAG} {}\n",
-        hex::encode(seed.as_ref())
-    ));
+    let body = betanet_crypto::keyfile::encode(key);
     let tmp = path.with_extension("key.tmp");
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -88,23 +82,5 @@ pub fn read_key(path: &Path) -> Result<SigningKey> {
             anyhow::anyhow!("cannot read node key {}: {e}", path.display())
         }
     })?);
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .with_context(|| format!("{} is empty; it is not a Betanet key file", path.display()))?;
-    let Some(hexseed) = line.strip_prefix(TAG).map(str::trim) else {
-        bail!(
-            "{} is not a Betanet key file (expected a `{TAG}` line)",
-            path.display()
-        );
-    };
-    let mut seed = Zeroizing::new([0u8; 32]);
-    if hexseed.len() != 64 || hex::decode_to_slice(hexseed, seed.as_mut()).is_err() {
-        bail!(
-            "{} is corrupt: the seed must be 64 hex digits",
-            path.display()
-        );
-    }
-    Ok(SigningKey::from_seed(&seed))
+    betanet_crypto::keyfile::decode(&text).map_err(|e| anyhow::anyhow!("{} {e}", path.display()))
 }

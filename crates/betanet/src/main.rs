@@ -1,14 +1,14 @@
 //! `betanet`: one binary for every Betanet role.
 //!
 //! This is the only crate that uses `anyhow`: it turns library errors into messages for
-//! people. Subcommands: `demo`, `keygen`, `id`, `echo-server`, `stream`, `serve`, `gateway`, `ticket`,
-//! `ticket-keygen`, `mixnode`, `name`, `mint`, `voucher`,
-//! `governance`.
+//! people. Subcommands: `demo`, `keygen`, `id`, `echo-server`, `stream`, `serve`, `gateway`,
+//! `proxy`, `ticket`, `ticket-keygen`, `mixnode`, `name`, `mint`, `voucher`, `governance`.
 
 mod demo;
 mod demo_mix;
 mod keyfile;
 mod mixnode_cmd;
+mod proxy_cmd;
 mod serve;
 mod trust_cmds;
 
@@ -71,6 +71,9 @@ enum Cmd {
     },
     /// Run a site server: the app framework behind an HTX listener.
     Serve(serve::ServeArgs),
+    /// Run the client proxy: local SOCKS5 + HTTP proxy to configured Betanet sites (no
+    /// clearnet exit).
+    Proxy(proxy_cmd::ProxyArgs),
     /// Run an HTX echo server (prints its PeerID and public key; key kept in the data dir).
     EchoServer {
         /// Listen address.
@@ -111,6 +114,9 @@ enum Cmd {
         /// Overall time limit in seconds.
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
+        /// Print the connection's counters at the end (bytes, frames, rekeys, RTT).
+        #[arg(long)]
+        stats: bool,
     },
     /// Run the HTTP(S) front: decoy for everyone, ticket/voucher admission, forwarding to the
     /// site server over HTX.
@@ -189,6 +195,7 @@ fn run() -> Result<()> {
                 .unwrap_or_else(keyfile::default_data_dir);
             runtime()?.block_on(serve::run(args, &dir))
         }
+        Cmd::Proxy(args) => runtime()?.block_on(proxy_cmd::run(args)),
         Cmd::EchoServer {
             listen,
             transport,
@@ -218,6 +225,7 @@ fn run() -> Result<()> {
             ticket,
             server_name,
             timeout_secs,
+            stats,
         } => {
             let opts = betanet_net::cli::StreamOptions {
                 host,
@@ -254,6 +262,9 @@ fn run() -> Result<()> {
                 },
                 report.rekeys
             );
+            if stats {
+                eprintln!("{}", report.stats_line());
+            }
             if !report.echo_ok() {
                 anyhow::bail!("the echo differs from what was sent (SHA-256 mismatch)");
             }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use betanet_app::{App, AppConfig, NodeStats, PeerInfo, PluginRegistry, serve_stream};
+use betanet_app::{App, AppConfig, NodeStats, PluginRegistry};
 use betanet_crypto::identity::PeerId;
-use betanet_net::{Connection, ServerConfig, Transport};
+use betanet_net::{ServerConfig, Transport};
 
 /// Options of `betanet serve`.
 #[derive(clap::Args, Debug)]
@@ -94,26 +94,6 @@ pub fn site_config(args: &ServeArgs) -> Result<AppConfig> {
     ))
 }
 
-/// Serves every stream of one HTX connection as a BAR exchange.
-pub async fn serve_connection(app: Arc<App>, conn: Connection, addr: Option<SocketAddr>) {
-    let _conn_guard = app.stats().connection_guard("htx");
-    let peer = PeerId::from_ed25519(conn.peer_identity()).to_hex();
-    while let Ok(stream) = conn.accept_stream().await {
-        let app = app.clone();
-        let info = PeerInfo {
-            addr,
-            peer_id: Some(peer.clone()),
-            transport: "htx",
-        };
-        tokio::spawn(async move {
-            let _s = app.stats().stream_guard("htx");
-            if let Err(e) = serve_stream(app.clone(), stream, info).await {
-                tracing::debug!(error = %e, "BAR exchange ended with an error");
-            }
-        });
-    }
-}
-
 /// Listens for HTX and serves the app until Ctrl-C.
 pub async fn run(args: ServeArgs, data_dir: &Path) -> Result<()> {
     let cfg = site_config(&args)?;
@@ -183,7 +163,7 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> Result<()> {
                 let app = app.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    serve_connection(app, conn, None).await;
+                    betanet_app::htx::serve_connection(app, conn, None).await;
                 });
             }
         }

@@ -104,6 +104,10 @@ fn demo_checks_the_whole_path() {
         );
         assert!(text.contains("no ticket → decoy page"), "{text}");
         assert!(text.contains("3-hop packet"), "{text}");
+        assert!(
+            text.contains("client proxy → HTX → site: HTTP 200"),
+            "{text}"
+        );
         let link = text
             .lines()
             .find(|l| l.contains("/dashboard?bn1="))
@@ -185,4 +189,48 @@ fn mint_voucher_redeem_and_tally() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("verdict:"), "{text}");
+}
+
+#[test]
+fn stream_echoes_and_prints_connection_stats() {
+    use betanet_testkit::process::{ChildGuard, banner_value, read_banner};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .args(["echo-server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _server = ChildGuard(child);
+    let banner = read_banner(out, "public key", 5);
+    let addr: std::net::SocketAddr = banner_value(&banner, "listening").unwrap().parse().unwrap();
+    let key = banner_value(&banner, "public key").unwrap().to_owned();
+
+    let out = bin()
+        .args(["stream", "127.0.0.1", &addr.port().to_string(), &key])
+        .args(["hello over htx", "--stats"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello over htx");
+    assert!(err.contains("ML-KEM-768 hybrid"), "{err}");
+    let stats = err.lines().find(|l| l.starts_with("tcp12:")).expect(&err);
+    assert!(
+        stats.contains("rtt ") && stats.contains("rekeys"),
+        "{stats}"
+    );
+
+    // A wrong key fails the handshake with a clear message, not a hang.
+    let wrong = "11".repeat(32);
+    let out = bin()
+        .args(["stream", "127.0.0.1", &addr.port().to_string(), &wrong, "x"])
+        .args(["--timeout-secs", "10"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("auth") || err.contains("key"), "{err}");
 }

@@ -4,18 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use betanet_testkit::process::{ChildGuard, free_port, wait_for_port};
+use std::time::Duration;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_betanet"))
@@ -97,22 +90,6 @@ fn http(s: &mut TcpStream, path: &str, cookie: Option<&str>) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn cookie_line(ticket_out: &str) -> String {
     field(ticket_out, "Cookie:")
 }
@@ -153,7 +130,7 @@ fn browser_to_gateway_to_site_over_htx() {
             break;
         }
     }
-    let _site = Proc(site);
+    let _site = ChildGuard(site);
 
     // A decoy site for everyone without a ticket.
     std::fs::create_dir_all(d.join("decoy")).unwrap();
@@ -172,7 +149,7 @@ fn browser_to_gateway_to_site_over_htx() {
         d.join("replay.redb").display()
     );
     std::fs::write(d.join("gateway.toml"), cfg).unwrap();
-    let _gw = Proc(
+    let _gw = ChildGuard(
         bin()
             .args(["gateway", "--config"])
             .arg(d.join("gateway.toml"))
@@ -181,7 +158,7 @@ fn browser_to_gateway_to_site_over_htx() {
             .spawn()
             .unwrap(),
     );
-    wait_for(port);
+    wait_for_port(port, Duration::from_secs(20));
 
     let site_url = format!("http://127.0.0.1:{port}");
     let cookie = cookie_line(&run(&["ticket", &ticket_pub, &key_id, &site_url]));

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use betanet_crypto::sign::{SigningKey, VerifyingKey};
@@ -11,16 +11,8 @@ use betanet_mix::crypto::MixPublicKey;
 use betanet_mix::node::write_frame;
 use betanet_mix::packet::{NodeAddr, PacketSize, RouteHop, build_packet};
 use betanet_net::{ClientConfig, dial};
+use betanet_testkit::process::ChildGuard;
 use tokio::io::AsyncWriteExt;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn metric(addr: &str, name: &str) -> u64 {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -57,7 +49,7 @@ async fn mixnode_htx_ingress() {
         .spawn()
         .unwrap();
     let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let _p = Proc(child);
+    let _p = ChildGuard(child);
     let (mut tcp, mut key, mut epoch, mut htx, mut public) = (None, None, 0u32, None, None);
     for line in lines.take(8) {
         let line = line.unwrap();
