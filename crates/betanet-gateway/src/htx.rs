@@ -47,6 +47,17 @@ impl HtxConnector {
     ) -> Self {
         let mut cfg = ClientConfig::new(identity);
         cfg.transport = transport;
+        Self::with_config(addr, remote, cfg, pool_size)
+    }
+
+    /// A connector dialing `addr` with a complete client configuration (e.g. the TLS carriage
+    /// with a pinned certificate and an access ticket, or a custom connect timeout).
+    pub fn with_config(
+        addr: String,
+        remote: VerifyingKey,
+        cfg: ClientConfig,
+        pool_size: usize,
+    ) -> Self {
         HtxConnector {
             addr,
             remote,
