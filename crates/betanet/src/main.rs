@@ -35,8 +35,20 @@ struct Cli {
 
 /// The multi-threaded tokio runtime for long-running roles.
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
+    runtime_with_workers(0)
+}
+
+/// A runtime with `workers` threads: 0 = one per core, 1 = a single-threaded event loop.
+fn runtime_with_workers(workers: usize) -> Result<tokio::runtime::Runtime> {
+    let mut b = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if workers > 1 {
+        b.worker_threads(workers);
+    }
+    b.enable_all()
         .build()
         .context("cannot start the async runtime")
 }
@@ -124,6 +136,10 @@ enum Cmd {
         /// The config file (see config/gateway.example.toml).
         #[arg(long, env = "BETANET_GATEWAY_CONFIG")]
         config: PathBuf,
+        /// Event-loop threads: 0 = one per core, 1 = a single-threaded loop (less CPU per
+        /// request on small machines; see docs/BENCHMARKS.md).
+        #[arg(long, env = "BETANET_GATEWAY_WORKERS", default_value_t = 0)]
+        workers: usize,
     },
     /// Print ready cookie/query/body access-ticket examples for a site.
     Ticket {
@@ -270,10 +286,10 @@ fn run() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Gateway { config } => {
+        Cmd::Gateway { config, workers } => {
             let cfg = betanet_gateway::GatewayConfig::load(&config)
                 .with_context(|| format!("gateway config {}", config.display()))?;
-            runtime()?.block_on(async {
+            runtime_with_workers(workers)?.block_on(async {
                 println!("gateway     listening on {} (Ctrl-C to stop)", cfg.listen);
                 betanet_gateway::run_gateway(cfg)
                     .await

@@ -151,7 +151,7 @@ fn browser_to_gateway_to_site_over_htx() {
     std::fs::write(d.join("gateway.toml"), cfg).unwrap();
     let _gw = ChildGuard(
         bin()
-            .args(["gateway", "--config"])
+            .args(["gateway", "--workers", "1", "--config"])
             .arg(d.join("gateway.toml"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
