@@ -76,21 +76,25 @@ pub fn load_or_create_identity(data_dir: &Path) -> Result<SigningKey, NetError> 
     }
 }
 
-/// Loads or creates `ticket.key` (X25519 secret ‖ key id, hex).
+/// Loads or creates `ticket.key` (X25519 secret ‖ key id, hex); the replay set of admitted
+/// tickets lives in `ticket-replay.redb` next to it and survives restarts.
 pub fn load_or_create_ticket_keys(data_dir: &Path) -> Result<TicketKeys, NetError> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(file_err("cannot create data directory", data_dir))?;
     let path = data_dir.join("ticket.key");
+    let replay = data_dir.join("ticket-replay.redb");
     let bad = || NetError::Config("the ticket key is invalid; delete ticket.key".into());
     if let Some(b) = read_hex::<40>(&path, "ticket key")? {
         let (s, k) = b.split_at(32);
         let s = <[u8; 32]>::try_from(s).map_err(|_| bad())?;
         let k = <[u8; 8]>::try_from(k).map_err(|_| bad())?;
-        return TicketKeys::from_secret(s, k).ok_or_else(bad);
+        return TicketKeys::with_replay_db(s, k, &replay);
     }
     let mut secret = [0u8; 32];
     let mut key_id = [0u8; 8];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut key_id);
-    let keys = TicketKeys::from_secret(secret, key_id).ok_or_else(bad)?;
+    let keys = TicketKeys::with_replay_db(secret, key_id, &replay)?;
     write_secret(
         &path,
         &hex::encode([secret.as_slice(), key_id.as_slice()].concat()),

@@ -15,9 +15,10 @@
 //! * [`cli`]: the `echo-server` and `stream` commands as library functions.
 //!
 //! What it is **not**: no protocol logic (frames, flow control, keys live in `betanet-htx`,
-//! `betanet-wire`, `betanet-crypto`). Not yet here: QUIC/HTTP/3, origin calibration,
-//! connection pools, and the full access-ticket crate (the private [`ticket`] module stands
-//! in). The HTTP/2 PRIORITY cover ([`priority`]) is a raw frame injected by the client
+//! `betanet-wire`, `betanet-crypto`; ticket checks in `betanet-ticket`, which [`ticket`] wraps
+//! for the TLS front: rate buckets per prefix and a replay set that survives restarts). Not yet
+//! here: QUIC/HTTP/3, origin calibration, connection pools (the gateway's `HtxConnector`
+//! pools). The HTTP/2 PRIORITY cover ([`priority`]) is a raw frame injected by the client
 //! because `h2` cannot send PRIORITY.
 
 pub mod cli;

@@ -1,30 +1,31 @@
-//! Minimal access tickets (SPEC §4.2) for admission at the TLS front.
+//! Access tickets (SPEC §4.2) at the TLS front, on top of `betanet-ticket`.
 //!
-//! TODO(lead): replace with the `betanet-ticket` crate (carrier policy, token buckets per
-//! prefix, a replay store that survives restarts) once it lands; this module keeps only what
-//! the carriage needs: make, verify, and an in-memory replay window.
+//! The client side ([`TicketPublic::make`]) builds the payload the TLS carriage puts in its
+//! first POST; the server side ([`TicketKeys`]) verifies it with `betanet-ticket`'s
+//! [`TicketVerifier`]: fields in order (trailing bytes ignored), hours now−1..now+1, no
+//! low-order `cliPub`, token buckets per IPv4 /24 and IPv6 /56, and a replay set of
+//! `(cliPub, hour)` kept for 2 h — in memory, or in a redb file that survives restarts
+//! ([`TicketKeys::with_replay_db`], what `betanet serve` and `echo-server` use).
 
-use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
 use std::sync::Mutex;
 
-use betanet_crypto::ct::ct_eq;
-use betanet_crypto::dh::{X25519Public, X25519Secret, is_low_order};
-use betanet_crypto::hash::sha256_concat;
-use betanet_crypto::kdf::{hkdf_expand, hkdf_extract};
+use betanet_crypto::dh::{X25519Public, X25519Secret};
+use betanet_ticket::SiteTicketKey;
+use betanet_ticket::replay::{MemoryReplayStore, RedbReplayStore, ReplayStore};
+use betanet_ticket::ticket::access_ticket_from_shared;
+use betanet_ticket::verifier::{TicketVerifier, VerifierConfig};
 use betanet_wire::b64;
 use rand_core::{CryptoRng, RngCore};
+
+use crate::error::NetError;
 
 /// Cookie name of the ticket carrier (`__Host-bn1=<b64>`).
 pub const COOKIE_NAME: &str = "__Host-bn1";
 
-fn access_ticket(shared: &[u8; 32], key_id: &[u8; 8], hour: u64) -> [u8; 32] {
-    let salt = sha256_concat(&[b"betanet-ticket-v1", key_id, &hour.to_be_bytes()]);
-    let prk = hkdf_extract(&salt, shared);
-    let mut out = [0u8; 32];
-    // 32 bytes is always a valid HKDF-SHA256 output length.
-    let _ = hkdf_expand(prk.as_ref(), &[], &mut out);
-    out
-}
+/// Most `(cliPub, hour)` pairs an in-memory replay window keeps.
+const MEMORY_REPLAY_CAPACITY: usize = 1 << 16;
 
 /// What a client needs to make tickets for a site: `ticketPub` and `ticketKeyID`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +37,13 @@ pub struct TicketPublic {
 }
 
 impl TicketPublic {
-    /// A fresh ticket payload, Base64URL: `0x01 ‖ cliPub ‖ keyID ‖ nonce32 ‖ ticket32 ‖ pad`.
+    /// A fresh ticket payload, Base64URL: `0x01 ‖ cliPub ‖ keyID ‖ nonce32 ‖ ticket32 ‖ pad`
+    /// with 24..=64 random pad bytes.
     pub fn make<R: RngCore + CryptoRng>(&self, now_unix: u64, rng: &mut R) -> Option<String> {
         let cli = X25519Secret::generate(rng);
         let cli_pub = cli.public().ok()?;
         let shared = cli.diffie_hellman(&X25519Public(self.public)).ok()?;
-        let ticket = access_ticket(&shared, &self.key_id, now_unix / 3600);
+        let ticket = access_ticket_from_shared(&shared, &self.key_id, now_unix / 3600);
         let mut nonce = [0u8; 32];
         rng.fill_bytes(&mut nonce);
         let pad_len = 24 + (rng.next_u32() % 41) as usize;
@@ -52,51 +54,80 @@ impl TicketPublic {
         p.extend_from_slice(&cli_pub.0);
         p.extend_from_slice(&self.key_id);
         p.extend_from_slice(&nonce);
-        p.extend_from_slice(&ticket);
+        p.extend_from_slice(ticket.as_ref());
         p.extend_from_slice(&pad);
         Some(b64::encode(&p))
     }
 }
 
-/// The site's ticket key with an in-memory replay window.
+type Verifier = TicketVerifier<Box<dyn ReplayStore + Send>>;
+
+/// The site's ticket key and its verifier (replay set and rate buckets).
 pub struct TicketKeys {
-    secret: X25519Secret,
     public: TicketPublic,
-    seen: Mutex<HashMap<([u8; 32], u64), u64>>,
+    verifier: Mutex<Verifier>,
 }
 
 impl std::fmt::Debug for TicketKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TicketKeys")
             .field("key_id", &hex::encode(self.public.key_id))
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-/// Most remembered `(cliPub, hour)` pairs (older ones are pruned first).
-const MAX_SEEN: usize = 1 << 16;
-
 impl TicketKeys {
-    /// A fresh key.
+    /// A fresh key with an in-memory replay window.
     pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Option<Self> {
-        let secret = X25519Secret::generate(rng);
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
         let mut key_id = [0u8; 8];
         rng.fill_bytes(&mut key_id);
-        Self::from_secret(*secret.as_bytes(), key_id)
+        Self::from_secret(secret, key_id)
     }
 
-    /// From stored bytes.
+    /// From stored bytes, with an in-memory replay window (lost on restart: tests and
+    /// throwaway listeners; nodes use [`TicketKeys::with_replay_db`]).
     #[must_use]
     pub fn from_secret(secret: [u8; 32], key_id: [u8; 8]) -> Option<Self> {
-        let secret = X25519Secret::from_bytes(secret);
-        let public = secret.public().ok()?;
-        Some(TicketKeys {
-            secret,
-            public: TicketPublic {
-                public: public.0,
-                key_id,
-            },
-            seen: Mutex::new(HashMap::new()),
+        let store: Box<dyn ReplayStore + Send> =
+            Box::new(MemoryReplayStore::new(MEMORY_REPLAY_CAPACITY));
+        Self::build(secret, key_id, store).ok()
+    }
+
+    /// From stored bytes, with the replay set in the redb file at `path` (created if absent),
+    /// so a replayed ticket is refused also after a restart. Every admission is committed
+    /// durably before the connection is admitted.
+    pub fn with_replay_db(
+        secret: [u8; 32],
+        key_id: [u8; 8],
+        path: &Path,
+    ) -> Result<Self, NetError> {
+        let store = RedbReplayStore::open(path).map_err(|e| {
+            NetError::Config(format!(
+                "cannot open the ticket replay database {}: {e}",
+                path.display()
+            ))
+        })?;
+        Self::build(secret, key_id, Box::new(store))
+    }
+
+    fn build(
+        secret: [u8; 32],
+        key_id: [u8; 8],
+        store: Box<dyn ReplayStore + Send>,
+    ) -> Result<Self, NetError> {
+        let key = SiteTicketKey::from_secret(X25519Secret::from_bytes(secret), key_id)
+            .map_err(|e| NetError::Config(format!("invalid ticket key: {e}")))?;
+        let public = TicketPublic {
+            public: key.keys().ticket_pub.0,
+            key_id,
+        };
+        let verifier = TicketVerifier::new(vec![key], store, VerifierConfig::default())
+            .map_err(|e| NetError::Config(format!("ticket verifier: {e}")))?;
+        Ok(TicketKeys {
+            public,
+            verifier: Mutex::new(verifier),
         })
     }
 
@@ -106,46 +137,19 @@ impl TicketKeys {
         self.public
     }
 
-    /// Checks a Base64URL payload: fields in order (trailing bytes ignored), hours now−1..now+1,
-    /// no low-order `cliPub`, no replay of `(cliPub, hour)` within 2 h.
+    /// Checks a Base64URL payload from `peer` at `now_unix` (SPEC §4.2): rate bucket of the
+    /// peer's prefix, fields in order (trailing bytes ignored), hours now−1..now+1, no
+    /// low-order `cliPub`, no replay of `(cliPub, hour)` within 2 h.
     #[must_use]
-    pub fn verify(&self, b64_payload: &str, now_unix: u64) -> bool {
+    pub fn verify(&self, b64_payload: &str, now_unix: u64, peer: IpAddr) -> bool {
         let Ok(p) = b64::decode(b64_payload) else {
             return false;
         };
-        let (Some(&1), Some(cli), Some(kid), Some(ticket)) =
-            (p.first(), p.get(1..33), p.get(33..41), p.get(73..105))
-        else {
-            return false;
-        };
-        if !ct_eq(kid, &self.public.key_id) {
-            return false;
-        }
-        let Ok(cli) = <[u8; 32]>::try_from(cli) else {
-            return false;
-        };
-        let cli_pub = X25519Public(cli);
-        if is_low_order(&cli_pub) {
-            return false;
-        }
-        let Ok(shared) = self.secret.diffie_hellman(&cli_pub) else {
-            return false;
-        };
-        let now_hour = now_unix / 3600;
-        let hour = [now_hour, now_hour.saturating_sub(1), now_hour + 1]
-            .into_iter()
-            .find(|h| ct_eq(&access_ticket(&shared, &self.public.key_id, *h), ticket));
-        let Some(hour) = hour else { return false };
-        let mut seen = self
-            .seen
+        let mut v = self
+            .verifier
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        seen.retain(|_, exp| *exp > now_unix);
-        if seen.len() >= MAX_SEEN || seen.contains_key(&(cli, hour)) {
-            return false;
-        }
-        seen.insert((cli, hour), now_unix + 7200);
-        true
+        v.verify(&p, now_unix, peer).is_ok()
     }
 }
 
@@ -162,23 +166,41 @@ pub fn from_cookie(cookie: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     #[test]
     fn make_verify_replay_and_hours() {
         let mut rng = rand_core::OsRng;
         let keys = TicketKeys::generate(&mut rng).unwrap();
         let now = 1_780_000_000;
         let t = keys.public().make(now, &mut rng).unwrap();
-        assert!(keys.verify(&t, now));
-        assert!(!keys.verify(&t, now), "replay");
+        assert!(keys.verify(&t, now, PEER));
+        assert!(!keys.verify(&t, now, PEER), "replay");
         let t = keys.public().make(now, &mut rng).unwrap();
-        assert!(keys.verify(&t, now + 3600), "next hour accepted");
+        assert!(keys.verify(&t, now + 3600, PEER), "next hour accepted");
         let t = keys.public().make(now, &mut rng).unwrap();
-        assert!(!keys.verify(&t, now + 3 * 3600), "stale");
+        assert!(!keys.verify(&t, now + 3 * 3600, PEER), "stale");
         let other = TicketKeys::generate(&mut rng).unwrap();
         let t = other.public().make(now, &mut rng).unwrap();
-        assert!(!keys.verify(&t, now));
-        assert!(!keys.verify("not base64!", now));
-        assert!(!keys.verify("AQ", now));
+        assert!(!keys.verify(&t, now, PEER));
+        assert!(!keys.verify("not base64!", now, PEER));
+        assert!(!keys.verify("AQ", now, PEER));
         assert_eq!(from_cookie("a=b; __Host-bn1=xyz; c=d"), Some("xyz"));
+    }
+
+    #[test]
+    fn replay_is_refused_after_a_restart_with_the_redb_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replay.redb");
+        let (secret, key_id) = ([9u8; 32], [3u8; 8]);
+        let now = 1_780_000_000;
+        let keys = TicketKeys::with_replay_db(secret, key_id, &path).unwrap();
+        let t = keys.public().make(now, &mut rand_core::OsRng).unwrap();
+        assert!(keys.verify(&t, now, PEER));
+        drop(keys);
+        let keys = TicketKeys::with_replay_db(secret, key_id, &path).unwrap();
+        assert!(!keys.verify(&t, now + 5, PEER), "replay after restart");
+        let fresh = keys.public().make(now, &mut rand_core::OsRng).unwrap();
+        assert!(keys.verify(&fresh, now + 5, PEER));
     }
 }

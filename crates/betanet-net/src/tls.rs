@@ -562,10 +562,10 @@ fn ticket_of(parts: &http::request::Parts) -> Option<String> {
     })
 }
 
-fn is_htx_request(parts: &http::request::Parts, tls: &TlsServer) -> bool {
+fn is_htx_request(parts: &http::request::Parts, tls: &TlsServer, peer: SocketAddr) -> bool {
     parts.method == Method::POST
         && parts.uri.path() == tls.path
-        && ticket_of(parts).is_some_and(|t| tls.tickets.verify(&t, now_unix()))
+        && ticket_of(parts).is_some_and(|t| tls.tickets.verify(&t, now_unix(), peer.ip()))
 }
 
 /// Reads (a bounded amount of) the request body, then sends the decoy's response.
@@ -646,7 +646,7 @@ async fn serve_rest(
 
 pub(crate) async fn accept(
     tcp: TcpStream,
-    _peer: SocketAddr,
+    peer: SocketAddr,
     cfg: &ServerConfig,
     tls: &TlsServer,
 ) -> Result<Option<Connection>, NetError> {
@@ -678,7 +678,7 @@ pub(crate) async fn accept(
         };
         let (req, mut respond) = next;
         let (parts, body) = req.into_parts();
-        if !is_htx_request(&parts, tls) {
+        if !is_htx_request(&parts, tls, peer) {
             serve_decoy(Request::from_parts(parts, body), respond, tls.decoy.clone());
             continue;
         }
