@@ -12,10 +12,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use betanet_crypto::dh::{X25519Public, X25519Secret};
-use betanet_ticket::SiteTicketKey;
 use betanet_ticket::replay::{MemoryReplayStore, RedbReplayStore, ReplayStore};
-use betanet_ticket::ticket::access_ticket_from_shared;
 use betanet_ticket::verifier::{TicketVerifier, VerifierConfig};
+use betanet_ticket::{CarrierPolicy, SiteInfo, SiteTicketKey, make_ticket};
 use betanet_wire::b64;
 use rand_core::{CryptoRng, RngCore};
 
@@ -38,25 +37,17 @@ pub struct TicketPublic {
 
 impl TicketPublic {
     /// A fresh ticket payload, Base64URL: `0x01 ‖ cliPub ‖ keyID ‖ nonce32 ‖ ticket32 ‖ pad`
-    /// with 24..=64 random pad bytes.
+    /// with 24..=64 random pad bytes (built by `betanet_ticket::make_ticket`).
     pub fn make<R: RngCore + CryptoRng>(&self, now_unix: u64, rng: &mut R) -> Option<String> {
-        let cli = X25519Secret::generate(rng);
-        let cli_pub = cli.public().ok()?;
-        let shared = cli.diffie_hellman(&X25519Public(self.public)).ok()?;
-        let ticket = access_ticket_from_shared(&shared, &self.key_id, now_unix / 3600);
-        let mut nonce = [0u8; 32];
-        rng.fill_bytes(&mut nonce);
-        let pad_len = 24 + (rng.next_u32() % 41) as usize;
-        let mut pad = vec![0u8; pad_len];
-        rng.fill_bytes(&mut pad);
-        let mut p = Vec::with_capacity(1 + 32 + 8 + 32 + 32 + pad_len);
-        p.push(0x01);
-        p.extend_from_slice(&cli_pub.0);
-        p.extend_from_slice(&self.key_id);
-        p.extend_from_slice(&nonce);
-        p.extend_from_slice(ticket.as_ref());
-        p.extend_from_slice(&pad);
-        Some(b64::encode(&p))
+        let site = SiteInfo {
+            keys: betanet_ticket::TicketKeys {
+                ticket_pub: X25519Public(self.public),
+                ticket_key_id: self.key_id,
+            },
+            policy: CarrierPolicy::default(),
+        };
+        let t = make_ticket(&site, now_unix, rng).ok()?;
+        Some(b64::encode(&t.payload))
     }
 }
 
