@@ -21,7 +21,7 @@ use crate::mint::{self, Keyset, KeysetInfo, MemberShare, MintAnnouncement};
 use crate::names::{KeyNames, Name, names_of, parse_key_hex};
 use crate::store::RedbStore;
 use crate::tally::{Report, TallyInput, tally_report};
-use crate::voucher::{Redeemed, Redeemer, Voucher, VoucherPolicy};
+use crate::voucher::{MintVoucher, Redeemed, Redeemer, Voucher, VoucherPolicy};
 
 fn read(path: &Path) -> Result<String, TrustError> {
     std::fs::read_to_string(path).map_err(|source| TrustError::Io {
@@ -352,7 +352,7 @@ impl fmt::Display for VoucherOut {
             f,
             "voucher signed by members {:?} of keyset {}",
             self.signers,
-            hex::encode(self.voucher.keyset)
+            hex::encode(self.voucher.keyset_id)
         )?;
         writeln!(f, "{}", hex::encode(self.voucher.to_bytes()))
     }
@@ -431,10 +431,12 @@ fn parse_voucher_hex(s: &str) -> Result<Vec<u8>, TrustError> {
 
 /// `betanet voucher verify VOUCHER --keyset FILE`: signature check with the group key.
 pub fn voucher_verify(voucher_hex: &str, keyset: &KeysetFile) -> Result<VoucherCheck, TrustError> {
-    let v = Voucher::parse(&parse_voucher_hex(voucher_hex)?)?;
-    v.verify(&keyset.to_info()?)?;
+    let bytes = parse_voucher_hex(voucher_hex)?;
+    let v =
+        Voucher::parse(&bytes).map_err(|_| TrustError::VoucherMalformed { len: bytes.len() })?;
+    v.verify_keyset(&keyset.to_info()?)?;
     Ok(VoucherCheck {
-        keyset: hex::encode(v.keyset),
+        keyset: hex::encode(v.keyset_id),
     })
 }
 
@@ -463,7 +465,7 @@ pub fn voucher_redeem(
     db: &Path,
     now_ms: u64,
 ) -> Result<RedeemOut, TrustError> {
-    let mut r = Redeemer::new(RedbStore::open(db)?, VoucherPolicy::default());
+    let mut r = Redeemer::new(RedbStore::open(db)?, VoucherPolicy::default())?;
     for k in keysets {
         r.add_keyset(k.to_info()?, value_sat)?;
     }

@@ -126,6 +126,9 @@ pub enum TrustError {
     /// A per-keyset or per-peer rate limit was exceeded.
     #[error("voucher rate limit exceeded")]
     RateLimited,
+    /// The double-spend set could not be read or written; the voucher is refused (fail closed).
+    #[error("the spent-voucher store is unavailable; voucher refused")]
+    SpentSetUnavailable,
     /// A mint announcement's proof of work is below the required difficulty.
     #[error("proof of work too weak: {have} leading zero bits, {need} required")]
     PowInsufficient {

@@ -7,8 +7,8 @@ use betanet_trust::mint::{
 };
 use betanet_trust::store::{MemStore, RedbStore};
 use betanet_trust::voucher::{
-    LegacyKey, LegacyVoucher, LegacyWindow, LocalLedger, RateLimit, Redeemer, Settlement, Voucher,
-    VoucherPolicy,
+    LegacyPolicy, LegacyVoucher, LegacyWindow, LocalLedger, MintVoucher, RateLimit, Redeemer,
+    Settlement, Voucher, VoucherPolicy,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -96,8 +96,8 @@ fn dkg_3_of_5_voucher_verifies() {
     }
     let s: Vec<_> = [&members[4], &members[1], &members[2]].to_vec();
     let v = Voucher::issue(&ks, &s, [9; 32], &mut r).unwrap();
-    assert!(plain_verify(&ks.info().group_key, &v.secret, &v.sig));
-    v.verify(ks.info()).unwrap();
+    assert!(plain_verify(&ks.info().group_key, &v.secret[..], &v.sig));
+    v.verify_keyset(ks.info()).unwrap();
 }
 
 #[test]
@@ -206,12 +206,14 @@ fn announcement_with_full_22_bit_pow() {
     .unwrap();
     assert!(ann.pow_bits().unwrap() >= 22);
     ann.verify(mint::MIN_POW_BITS, now).unwrap();
-    let mut red = Redeemer::new(MemStore::new(), VoucherPolicy::default());
+    let mut red = Redeemer::new(MemStore::new(), VoucherPolicy::default()).unwrap();
     red.add_announcement(&ann, mint::MIN_POW_BITS, 100, now)
         .unwrap();
     let v = Voucher::issue(&ks, &s, [3; 32], &mut r).unwrap();
     assert_eq!(
-        red.redeem(&v.to_bytes(), b"peer", now).unwrap().value_sat,
+        red.redeem(&v.to_bytes()[..], b"peer", now)
+            .unwrap()
+            .value_sat,
         100
     );
 }
@@ -227,25 +229,26 @@ fn spent_voucher_is_refused_after_restart() {
     let path = dir.path().join("node.redb");
     let now = 1_800_000_000_000;
     {
-        let mut red = Redeemer::new(RedbStore::open(&path).unwrap(), VoucherPolicy::default());
+        let mut red =
+            Redeemer::new(RedbStore::open(&path).unwrap(), VoucherPolicy::default()).unwrap();
         red.add_keyset(ks.info().clone(), 10).unwrap();
-        let got = red.redeem(&v.to_bytes(), b"p", now).unwrap();
+        let got = red.redeem(&v.to_bytes()[..], b"p", now).unwrap();
         assert_eq!(got.keyset, ks.id());
         assert_eq!(got.value_sat, 10);
         assert!(matches!(
-            red.redeem(&v.to_bytes(), b"p", now),
+            red.redeem(&v.to_bytes()[..], b"p", now),
             Err(TrustError::VoucherDoubleSpend)
         ));
     }
     // reopen the redb file: still spent; the other voucher is still good
-    let mut red = Redeemer::new(RedbStore::open(&path).unwrap(), VoucherPolicy::default());
+    let mut red = Redeemer::new(RedbStore::open(&path).unwrap(), VoucherPolicy::default()).unwrap();
     red.add_keyset(ks.info().clone(), 10).unwrap();
-    assert!(red.is_spent(&v.to_bytes()).unwrap());
+    assert!(red.is_spent(&v.to_bytes()[..]).unwrap());
     assert!(matches!(
-        red.redeem(&v.to_bytes(), b"q", now + 1),
+        red.redeem(&v.to_bytes()[..], b"q", now + 1),
         Err(TrustError::VoucherDoubleSpend)
     ));
-    red.redeem(&v2.to_bytes(), b"q", now + 1).unwrap();
+    red.redeem(&v2.to_bytes()[..], b"q", now + 1).unwrap();
 }
 
 #[test]
@@ -254,24 +257,24 @@ fn bad_vouchers_are_rejected() {
     let (ks, members) = dealer_keygen(5, 3, &mut r).unwrap();
     let s: Vec<_> = members.iter().take(3).collect();
     let v = Voucher::issue(&ks, &s, [5; 32], &mut r).unwrap();
-    let mut red = Redeemer::new(MemStore::new(), VoucherPolicy::default());
+    let mut red = Redeemer::new(MemStore::new(), VoucherPolicy::default()).unwrap();
     // unknown keyset: rejected and remembered as pending
     assert!(matches!(
-        red.redeem(&v.to_bytes(), b"p", 0),
+        red.redeem(&v.to_bytes()[..], b"p", 0),
         Err(TrustError::VoucherUnknownKeyset { .. })
     ));
     assert_eq!(red.pending_keysets().collect::<Vec<_>>(), vec![&ks.id()]);
     red.add_keyset(ks.info().clone(), 1).unwrap();
     assert_eq!(red.pending_keysets().count(), 0);
     // flipped secret bit
-    let mut b = v.to_bytes();
+    let mut b = v.to_bytes().to_vec();
     b[40] ^= 1;
     assert!(matches!(
         red.redeem(&b, b"p", 0),
         Err(TrustError::VoucherSignatureInvalid)
     ));
     // flipped signature bit
-    let mut b = v.to_bytes();
+    let mut b = v.to_bytes().to_vec();
     b[100] ^= 1;
     assert!(red.redeem(&b, b"p", 0).is_err());
     // wrong lengths
@@ -281,45 +284,45 @@ fn bad_vouchers_are_rejected() {
             Err(TrustError::VoucherMalformed { len: l }) if l == len
         ));
     }
-    red.redeem(&v.to_bytes(), b"p", 0).unwrap();
+    red.redeem(&v.to_bytes()[..], b"p", 0).unwrap();
 }
 
 #[test]
 fn legacy_vouchers_only_inside_the_window() {
     let key = [0x11u8; 32];
-    let lv = LegacyVoucher::issue(&key, [6; 32]).unwrap();
+    let lv = LegacyVoucher::issue(&key, [6; 32]);
     let policy = VoucherPolicy {
-        legacy: Some(LegacyWindow {
-            start_ms: 1000,
-            end_ms: 2000,
-            keys: vec![LegacyKey {
-                key: Zeroizing::new(key),
-                value_sat: 7,
-            }],
+        legacy: Some(LegacyPolicy {
+            window: LegacyWindow {
+                start_unix_secs: 1,
+                end_unix_secs: 2,
+                keys: vec![Zeroizing::new(key)],
+            },
+            value_sat: 7,
         }),
         ..VoucherPolicy::default()
     };
-    let mut red = Redeemer::new(MemStore::new(), policy);
+    let mut red = Redeemer::new(MemStore::new(), policy).unwrap();
     assert!(matches!(
-        red.redeem(&lv.to_bytes(), b"p", 999),
+        red.redeem(&lv.to_bytes()[..], b"p", 999),
         Err(TrustError::LegacyVoucherRejected { .. })
     ));
     assert!(matches!(
-        red.redeem(&lv.to_bytes(), b"p", 2000),
+        red.redeem(&lv.to_bytes()[..], b"p", 2000),
         Err(TrustError::LegacyVoucherRejected { .. })
     ));
-    let forged = LegacyVoucher::issue(&[0x12; 32], [6; 32]).unwrap();
-    assert!(red.redeem(&forged.to_bytes(), b"p", 1500).is_err());
-    let got = red.redeem(&lv.to_bytes(), b"p", 1500).unwrap();
+    let forged = LegacyVoucher::issue(&[0x12; 32], [6; 32]);
+    assert!(red.redeem(&forged.to_bytes()[..], b"p", 1500).is_err());
+    let got = red.redeem(&lv.to_bytes()[..], b"p", 1500).unwrap();
     assert!(got.legacy);
     assert_eq!(got.value_sat, 7);
     assert!(matches!(
-        red.redeem(&lv.to_bytes(), b"p", 1501),
+        red.redeem(&lv.to_bytes()[..], b"p", 1501),
         Err(TrustError::VoucherDoubleSpend)
     ));
     // no window configured: refused
-    let mut red = Redeemer::new(MemStore::new(), VoucherPolicy::default());
-    assert!(red.redeem(&lv.to_bytes(), b"p", 1500).is_err());
+    let mut red = Redeemer::new(MemStore::new(), VoucherPolicy::default()).unwrap();
+    assert!(red.redeem(&lv.to_bytes()[..], b"p", 1500).is_err());
 }
 
 #[test]
@@ -327,31 +330,35 @@ fn per_peer_rate_limit() {
     let mut red = Redeemer::new(
         MemStore::new(),
         VoucherPolicy {
-            per_peer: RateLimit {
-                capacity: 2,
-                per_second: 1,
-            },
+            per_peer: RateLimit::per_second(2, 1),
             ..VoucherPolicy::default()
         },
-    );
-    let junk = [0u8; 10];
+    )
+    .unwrap();
+    // well-formed vouchers of an unknown keyset: each costs the peer a token
+    let unknown = [7u8; 128];
     assert!(matches!(
-        red.redeem(&junk, b"a", 0),
-        Err(TrustError::VoucherMalformed { .. })
+        red.redeem(&unknown, b"a", 0),
+        Err(TrustError::VoucherUnknownKeyset { .. })
     ));
-    assert!(red.redeem(&junk, b"a", 0).is_err());
+    assert!(red.redeem(&unknown, b"a", 0).is_err());
     assert!(matches!(
-        red.redeem(&junk, b"a", 0),
+        red.redeem(&unknown, b"a", 0),
         Err(TrustError::RateLimited)
+    ));
+    // malformed input is refused before any bucket is touched
+    assert!(matches!(
+        red.redeem(&[0u8; 10], b"a", 0),
+        Err(TrustError::VoucherMalformed { .. })
     ));
     // another peer is unaffected; one second later one more token
     assert!(matches!(
-        red.redeem(&junk, b"b", 0),
-        Err(TrustError::VoucherMalformed { .. })
+        red.redeem(&unknown, b"b", 0),
+        Err(TrustError::VoucherUnknownKeyset { .. })
     ));
     assert!(matches!(
-        red.redeem(&junk, b"a", 1000),
-        Err(TrustError::VoucherMalformed { .. })
+        red.redeem(&unknown, b"a", 1000),
+        Err(TrustError::VoucherUnknownKeyset { .. })
     ));
 }
 
@@ -392,7 +399,7 @@ fn announcement_one_bit_short_of_22_is_refused() {
         a.verify(mint::MIN_POW_BITS, now),
         Err(TrustError::PowInsufficient { have: 21, need: 22 })
     ));
-    let mut red = Redeemer::new(MemStore::new(), VoucherPolicy::default());
+    let mut red = Redeemer::new(MemStore::new(), VoucherPolicy::default()).unwrap();
     assert!(
         red.add_announcement(&a, mint::MIN_POW_BITS, 1, now)
             .is_err()
@@ -405,12 +412,12 @@ fn redeemed_value_is_credited_for_settlement() {
     let mut r = rng(13);
     let (ks, members) = dealer_keygen(5, 3, &mut r).unwrap();
     let s: Vec<_> = members.iter().take(3).collect();
-    let mut red = Redeemer::new(MemStore::new(), VoucherPolicy::default());
+    let mut red = Redeemer::new(MemStore::new(), VoucherPolicy::default()).unwrap();
     red.add_keyset(ks.info().clone(), 4_000).unwrap();
     let mut ledger = LocalLedger::new();
     for i in 0..3u8 {
         let v = Voucher::issue(&ks, &s, [i; 32], &mut r).unwrap();
-        red.redeem_into(&v.to_bytes(), b"p", 0, &mut ledger)
+        red.redeem_into(&v.to_bytes()[..], b"p", 0, &mut ledger)
             .unwrap();
     }
     assert_eq!(ledger.owed(&ks.id()), 12_000);
@@ -426,9 +433,9 @@ mod props {
     proptest! {
         #[test]
         fn voucher_parse_roundtrip(k in any::<[u8; 32]>(), s in any::<[u8; 32]>(), g in proptest::collection::vec(any::<u8>(), 64)) {
-            let v = Voucher { keyset: k, secret: s, sig: g.try_into().unwrap() };
-            prop_assert_eq!(Voucher::parse(&v.to_bytes()).unwrap(), v.clone());
-            prop_assert_eq!(AnyVoucher::parse(&v.to_bytes()).unwrap(), AnyVoucher::Current(v));
+            let v = Voucher { keyset_id: k, secret: Zeroizing::new(s), sig: g.try_into().unwrap() };
+            prop_assert_eq!(Voucher::parse(&v.to_bytes()[..]).unwrap(), v.clone());
+            prop_assert_eq!(AnyVoucher::parse(&v.to_bytes()[..]).unwrap(), AnyVoucher::Current(v));
         }
 
         #[test]
