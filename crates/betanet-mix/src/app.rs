@@ -10,6 +10,7 @@
 //! 0x03 INTRODUCE      | service_id(32) | sealed intro (≤ 512)    client -> intro point
 //! 0x04 ESTABLISH_RV   | cookie(16) | SURB                        client -> rendezvous point
 //! 0x05 RV_DATA        | cookie(16) | side(1) | SURB | data       either side -> rendezvous point
+//! 0x06 RV_SEND        | cookie(16) | side(1) | n(1) | SURB×n | data   (n ≤ 2, data may be empty)
 //! 0x11 RESPONSE       | data                                     exit -> client (via SURB)
 //! 0x13 INTRO_FORWARD  | sealed intro                            intro point -> service (via SURB)
 //! 0x15 RV_FORWARD     | cookie(16) | data                        rendezvous point -> peer (via SURB)
@@ -23,6 +24,12 @@
 //! `client_eph_x25519(32) | seal(k_intro, 0, rendezvous(100) | cookie(16))` and rendezvous
 //! data is sealed end to end with keys from `X25519(client_eph, service_x25519)`
 //! ([`crate::crypto::HsKeys`]), so introduction and rendezvous points relay ciphertext only.
+//!
+//! `RV_SEND` is the bulk form used by [`crate::hs_stream`]: it deposits 0, 1 or 2 reply blocks
+//! for the sending side and relays `data` (if any) to the other side. A rendezvous point keeps
+//! up to [`MAX_RV_SURBS_PER_KEY`] reply blocks per (cookie, side) and queues up to
+//! [`MAX_RV_WAITING_PER_KEY`] relayed messages per (cookie, side) until a reply block of that
+//! side arrives (mix delays reorder packets), with global caps on both.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -50,6 +57,8 @@ pub mod kind {
     pub const ESTABLISH_RV: u8 = 0x04;
     /// Data for the other side of a rendezvous.
     pub const RV_DATA: u8 = 0x05;
+    /// Reply-block deposit (0..=2) plus optional data for the other side of a rendezvous.
+    pub const RV_SEND: u8 = 0x06;
     /// Response of an exit handler.
     pub const RESPONSE: u8 = 0x11;
     /// Introduction forwarded to the service.
@@ -67,6 +76,18 @@ const INTRO_CTX: &[u8] = b"bn-hs-intro";
 pub const INTRO_MAX_SKEW: u64 = 600;
 const MAX_SURBS_PER_KEY: usize = 32;
 const MAX_KEYS: usize = 4096;
+/// Reply blocks a rendezvous point keeps per (cookie, side) (enough for a 4 MiB message).
+pub const MAX_RV_SURBS_PER_KEY: usize = 4096;
+/// Reply blocks a rendezvous point keeps in all (≈ 35 MiB of 543-byte blocks).
+pub const MAX_RV_SURBS_TOTAL: usize = 65_536;
+/// Relayed messages a rendezvous point queues per (cookie, side) while no reply block is there.
+pub const MAX_RV_WAITING_PER_KEY: usize = 4096;
+/// Relayed messages a rendezvous point queues in all (≈ 25 MiB of ≤ 1.5 KiB messages).
+pub const MAX_RV_WAITING_TOTAL: usize = 16_384;
+/// Reply blocks one `RV_SEND` may carry (two fill a 2 KiB packet's message).
+pub const MAX_SURBS_PER_SEND: usize = 2;
+/// Fixed overhead of an `RV_SEND` message before its reply blocks and data.
+pub const RV_SEND_HEADER: usize = 1 + COOKIE_LEN + 1 + 1;
 
 /// Encodes a node reference (`id | addr | epoch | key`).
 pub fn encode_node(n: &MixNodeInfo) -> [u8; NODE_REF_LEN] {
@@ -139,6 +160,22 @@ pub fn establish_rv(cookie: &[u8; 16], surb: &Surb) -> Vec<u8> {
     m
 }
 
+/// `RV_SEND`: deposits `surbs` (at most [`MAX_SURBS_PER_SEND`]) for `side` and relays `data`
+/// (when non-empty) to the other side.
+pub fn rv_send(cookie: &[u8; 16], side: Side, surbs: &[Surb], data: &[u8]) -> Vec<u8> {
+    let n = surbs.len().min(MAX_SURBS_PER_SEND);
+    let mut m = Vec::with_capacity(RV_SEND_HEADER + n * SURB_LEN + data.len());
+    m.push(kind::RV_SEND);
+    m.extend_from_slice(cookie);
+    m.push(side as u8);
+    m.push(n as u8);
+    for s in surbs.iter().take(n) {
+        m.extend_from_slice(&s.encode());
+    }
+    m.extend_from_slice(data);
+    m
+}
+
 /// Which side of a rendezvous sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -176,32 +213,113 @@ pub struct ExitAppStats {
     pub rejected: u64,
 }
 
-/// Bounded SURB queues keyed by id.
-#[derive(Default)]
+/// Bounded SURB queues keyed by id: at most `MAX_KEYS` keys (oldest key evicted), `per_key`
+/// blocks per key (oldest dropped) and `max_total` blocks in all (new ones refused).
 struct SurbTable<K: std::hash::Hash + Eq + Copy> {
     map: HashMap<K, VecDeque<Surb>>,
     order: VecDeque<K>,
+    per_key: usize,
+    max_total: usize,
+    total: usize,
 }
 
 impl<K: std::hash::Hash + Eq + Copy> SurbTable<K> {
-    fn push(&mut self, k: K, s: Surb) {
+    fn new(per_key: usize, max_total: usize) -> Self {
+        SurbTable {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            per_key,
+            max_total,
+            total: 0,
+        }
+    }
+
+    fn push(&mut self, k: K, s: Surb) -> Result<(), MixError> {
         if !self.map.contains_key(&k) {
             if self.order.len() >= MAX_KEYS
                 && let Some(old) = self.order.pop_front()
+                && let Some(q) = self.map.remove(&old)
             {
-                self.map.remove(&old);
+                self.total -= q.len();
             }
             self.order.push_back(k);
         }
         let q = self.map.entry(k).or_default();
-        if q.len() >= MAX_SURBS_PER_KEY {
+        if q.len() >= self.per_key {
             q.pop_front();
+            self.total -= 1;
+        } else if self.total >= self.max_total {
+            return Err(MixError::UnknownSurb);
         }
         q.push_back(s);
+        self.total += 1;
+        Ok(())
     }
 
     fn pop(&mut self, k: &K) -> Option<Surb> {
-        self.map.get_mut(k).and_then(VecDeque::pop_front)
+        let s = self.map.get_mut(k).and_then(VecDeque::pop_front);
+        if s.is_some() {
+            self.total -= 1;
+        }
+        s
+    }
+}
+
+type RvKey = ([u8; 16], u8);
+
+/// Relayed messages waiting for a reply block of the side they go to, bounded per key and in
+/// all (when full, the oldest key's queue is dropped).
+#[derive(Default)]
+struct Waiting {
+    map: HashMap<RvKey, VecDeque<Vec<u8>>>,
+    order: VecDeque<RvKey>,
+    total: usize,
+}
+
+impl Waiting {
+    fn push(&mut self, k: RvKey, msg: Vec<u8>) -> Result<(), MixError> {
+        if self
+            .map
+            .get(&k)
+            .is_some_and(|q| q.len() >= MAX_RV_WAITING_PER_KEY)
+        {
+            return Err(MixError::UnknownSurb);
+        }
+        while self.total >= MAX_RV_WAITING_TOTAL {
+            let Some(old) = self.order.pop_front() else {
+                return Err(MixError::UnknownSurb);
+            };
+            if let Some(q) = self.map.remove(&old) {
+                self.total -= q.len();
+            }
+        }
+        if !self.map.contains_key(&k) {
+            self.order.push_back(k);
+        }
+        self.map.entry(k).or_default().push_back(msg);
+        self.total += 1;
+        Ok(())
+    }
+
+    fn pop(&mut self, k: &RvKey) -> Option<Vec<u8>> {
+        let q = self.map.get_mut(k)?;
+        let m = q.pop_front();
+        if m.is_some() {
+            self.total -= 1;
+        }
+        if q.is_empty() {
+            self.map.remove(k);
+            self.order.retain(|x| x != k);
+        }
+        m
+    }
+
+    fn push_front(&mut self, k: RvKey, msg: Vec<u8>) {
+        if !self.map.contains_key(&k) {
+            self.order.push_back(k);
+        }
+        self.map.entry(k).or_default().push_front(msg);
+        self.total += 1;
     }
 }
 
@@ -210,9 +328,9 @@ pub struct ExitApp {
     node_id: [u8; 32],
     handler: Option<RequestHandler>,
     intros: SurbTable<[u8; 32]>,
-    rv: SurbTable<([u8; 16], u8)>,
-    /// Relayed messages waiting for a SURB of the side they go to (at most one per key).
-    rv_waiting: HashMap<([u8; 16], u8), Vec<u8>>,
+    rv: SurbTable<RvKey>,
+    /// Relayed messages waiting for a SURB of the side they go to.
+    rv_waiting: Waiting,
     stats: ExitAppStats,
 }
 
@@ -237,9 +355,9 @@ impl ExitApp {
         ExitApp {
             node_id,
             handler,
-            intros: SurbTable::default(),
-            rv: SurbTable::default(),
-            rv_waiting: HashMap::new(),
+            intros: SurbTable::new(MAX_SURBS_PER_KEY, MAX_KEYS * MAX_SURBS_PER_KEY),
+            rv: SurbTable::new(MAX_RV_SURBS_PER_KEY, MAX_RV_SURBS_TOTAL),
+            rv_waiting: Waiting::default(),
             stats: ExitAppStats::default(),
         }
     }
@@ -300,7 +418,7 @@ impl ExitApp {
                 signed.extend_from_slice(&ts.to_be_bytes());
                 vk.verify_strict(&signed, &Signature::from_bytes(&sig))
                     .map_err(|_| MixError::BadDescriptor("bad intro registration signature"))?;
-                self.intros.push(id_of(&pk), surb);
+                self.intros.push(id_of(&pk), surb)?;
                 self.stats.intros_registered += 1;
             }
             kind::INTRODUCE => {
@@ -317,7 +435,8 @@ impl ExitApp {
             }
             kind::ESTABLISH_RV => {
                 let cookie: [u8; 16] = take(m, 1)?;
-                self.rv.push((cookie, Side::Client as u8), surb_at(m, 17)?);
+                self.rv
+                    .push((cookie, Side::Client as u8), surb_at(m, 17)?)?;
                 self.flush_waiting(cookie, Side::Client as u8, &mut out)?;
             }
             kind::RV_DATA => {
@@ -328,24 +447,32 @@ impl ExitApp {
                 }
                 let surb = surb_at(m, 18)?;
                 let data = m.get(18 + SURB_LEN..).unwrap_or_default();
-                self.rv.push((cookie, side), surb);
+                self.rv.push((cookie, side), surb)?;
                 self.flush_waiting(cookie, side, &mut out)?;
-                let mut msg = vec![kind::RV_FORWARD];
-                msg.extend_from_slice(&cookie);
-                msg.extend_from_slice(data);
-                match self.rv.pop(&(cookie, 1 - side)) {
-                    Some(peer) => {
-                        out.push(peer.into_packet(&msg)?);
-                        self.stats.rv_relayed += 1;
-                    }
-                    None => {
-                        // The other side's reply block has not arrived yet (mix delays reorder
-                        // messages): hold one message until it does.
-                        if self.rv_waiting.len() >= MAX_KEYS {
-                            return Err(MixError::UnknownSurb);
-                        }
-                        self.rv_waiting.insert((cookie, 1 - side), msg);
-                    }
+                self.relay(cookie, side, data, &mut out)?;
+            }
+            kind::RV_SEND => {
+                let cookie: [u8; 16] = take(m, 1)?;
+                let side = *m.get(17).ok_or(MixError::BadLength(m.len()))?;
+                if side > 1 {
+                    return Err(MixError::UnknownCommand(side));
+                }
+                let n = usize::from(*m.get(18).ok_or(MixError::BadLength(m.len()))?);
+                if n > MAX_SURBS_PER_SEND {
+                    return Err(MixError::BadLength(m.len()));
+                }
+                let data_off = RV_SEND_HEADER + n * SURB_LEN;
+                if m.len() < data_off {
+                    return Err(MixError::BadLength(m.len()));
+                }
+                for i in 0..n {
+                    let s = surb_at(m, RV_SEND_HEADER + i * SURB_LEN)?;
+                    self.rv.push((cookie, side), s)?;
+                }
+                self.flush_waiting(cookie, side, &mut out)?;
+                let data = m.get(data_off..).unwrap_or_default();
+                if !data.is_empty() {
+                    self.relay(cookie, side, data, &mut out)?;
                 }
             }
             other => return Err(MixError::UnknownCommand(other)),
@@ -353,18 +480,43 @@ impl ExitApp {
         Ok(out)
     }
 
+    /// Relays `data` from `side` to the other side, or queues it until the other side's
+    /// reply block arrives (mix delays reorder messages).
+    fn relay(
+        &mut self,
+        cookie: [u8; 16],
+        side: u8,
+        data: &[u8],
+        out: &mut Vec<(NodeAddr, Vec<u8>)>,
+    ) -> Result<(), MixError> {
+        let mut msg = Vec::with_capacity(1 + COOKIE_LEN + data.len());
+        msg.push(kind::RV_FORWARD);
+        msg.extend_from_slice(&cookie);
+        msg.extend_from_slice(data);
+        match self.rv.pop(&(cookie, 1 - side)) {
+            Some(peer) => {
+                out.push(peer.into_packet(&msg)?);
+                self.stats.rv_relayed += 1;
+            }
+            None => self.rv_waiting.push((cookie, 1 - side), msg)?,
+        }
+        Ok(())
+    }
+
+    /// Sends queued messages for `(cookie, side)` while reply blocks of that side are there.
     fn flush_waiting(
         &mut self,
         cookie: [u8; 16],
         side: u8,
         out: &mut Vec<(NodeAddr, Vec<u8>)>,
     ) -> Result<(), MixError> {
-        if let Some(msg) = self.rv_waiting.remove(&(cookie, side)) {
+        while let Some(msg) = self.rv_waiting.pop(&(cookie, side)) {
             if let Some(s) = self.rv.pop(&(cookie, side)) {
                 out.push(s.into_packet(&msg)?);
                 self.stats.rv_relayed += 1;
             } else {
-                self.rv_waiting.insert((cookie, side), msg);
+                self.rv_waiting.push_front((cookie, side), msg);
+                break;
             }
         }
         Ok(())
@@ -467,6 +619,60 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(decode_node(&encode_node(&rv)).unwrap(), rv);
+    }
+
+    #[test]
+    fn rv_send_deposits_blocks_and_queues_until_they_arrive() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut app = ExitApp::new([9; 32], None);
+        let c = [4u8; 16];
+        // three service chunks before any client block: all queued, in order
+        for i in 0..3u8 {
+            assert!(
+                app.handle(&rv_send(&c, Side::Service, &[], &[i; 10]), 0)
+                    .is_empty()
+            );
+        }
+        // a deposit of two client blocks releases two of them
+        let two = [surb(&mut rng), surb(&mut rng)];
+        let out = app.handle(&rv_send(&c, Side::Client, &two, &[]), 0);
+        assert_eq!(out.len(), 2);
+        assert_eq!(app.stats().rv_relayed, 2);
+        // the next block releases the third; a further one is kept for later data
+        assert_eq!(
+            app.handle(&rv_send(&c, Side::Client, &[surb(&mut rng)], &[]), 0)
+                .len(),
+            1
+        );
+        assert!(
+            app.handle(&rv_send(&c, Side::Client, &[surb(&mut rng)], &[]), 0)
+                .is_empty()
+        );
+        assert_eq!(
+            app.handle(&rv_send(&c, Side::Service, &[], b"late"), 0)
+                .len(),
+            1
+        );
+        assert_eq!(app.stats().rv_relayed, 4);
+        // malformed: too many blocks, truncated block list, bad side
+        let mut m = rv_send(&c, Side::Client, &[], &[]);
+        m[18] = 3;
+        app.handle(&m, 0);
+        let mut m = rv_send(&c, Side::Client, &[surb(&mut rng)], &[]);
+        m.truncate(RV_SEND_HEADER + 10);
+        app.handle(&m, 0);
+        let mut m = rv_send(&c, Side::Client, &[], b"x");
+        m[17] = 2;
+        app.handle(&m, 0);
+        assert_eq!(app.stats().rejected, 3);
+        // per-key queue bound
+        let c2 = [5u8; 16];
+        for _ in 0..MAX_RV_WAITING_PER_KEY {
+            app.handle(&rv_send(&c2, Side::Client, &[], b"q"), 0);
+        }
+        assert_eq!(app.stats().rejected, 3);
+        app.handle(&rv_send(&c2, Side::Client, &[], b"q"), 0);
+        assert_eq!(app.stats().rejected, 4);
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //! single-use reply block over the reversed route, so the exit's handler can answer. Replies
 //! arrive on the client's own TCP listener (`reply_listen`). Reply blocks need 2 KiB packets
 //! (a SURB is 543 bytes; a 1 KiB packet carries 528).
+//!
+//! Hidden services: [`MixClient::connect_service`] gives an [`HsSession`]; [`HsSession::fetch`]
+//! sends a request of up to 4 MiB and returns the response, both chunked end to end by
+//! [`crate::hs_stream`]; [`HiddenService::serve`] answers such requests with an async handler,
+//! many sessions at once. (`HsSession::request` / `HiddenService::serve_one` are the older
+//! one-packet form; a session uses one form or the other.)
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +37,7 @@ use crate::descriptor::{
     parse_service_url, service_url,
 };
 use crate::error::MixError;
+use crate::hs_stream::{self, Chunk, CounterWindow, Reassembler, ReplyBudget};
 use crate::node::{CTRL_DESCRIBE, read_frame, write_frame};
 use crate::packet::{
     self, MAX_HOPS, NodeAddr, PacketSize, RouteHop, SURB_ID_LEN, Surb, SurbSecret,
@@ -39,6 +46,26 @@ use crate::select::{self, Endpoints, HopSelector, MixNodeInfo, PrivacyMode};
 
 /// Bound on outstanding reply blocks per client.
 const MAX_PENDING: usize = 65_536;
+/// Reply blocks a client deposits at the rendezvous before a response's size is known.
+pub const HS_CLIENT_INITIAL_SURBS: u64 = 16;
+/// Most reply blocks a client keeps ahead at the rendezvous for one response.
+pub const HS_CLIENT_WINDOW: u64 = 128;
+/// Reply blocks a service deposits for a new session (for the first request chunks).
+pub const HS_SERVICE_INITIAL_SURBS: u64 = 8;
+/// Most reply blocks a service keeps ahead at the rendezvous per session.
+pub const HS_SERVICE_WINDOW: u64 = 64;
+/// Sessions a [`HiddenService::serve`] loop keeps (oldest evicted).
+pub const HS_MAX_SESSIONS: usize = 1024;
+/// Bytes of partial requests a [`HiddenService::serve`] loop buffers over all sessions;
+/// chunks beyond it are dropped (their request then times out at the client).
+pub const HS_SERVICE_MAX_BUFFERED: usize = 64 << 20;
+/// Complete requests a [`HiddenService::serve`] loop queues beyond those being handled;
+/// more are dropped (the client times out).
+pub const HS_MAX_QUEUED: usize = 256;
+/// Inbox capacity of a client session (more than [`HS_CLIENT_WINDOW`]).
+const HS_CLIENT_INBOX: usize = 512;
+/// Inbox capacity of a hidden service (all sessions).
+const HS_SERVICE_INBOX: usize = 2048;
 
 /// Client configuration.
 #[derive(Clone, Debug)]
@@ -113,7 +140,10 @@ struct Counters {
     fallbacks: AtomicU64,
 }
 
-type Pending = HashMap<[u8; SURB_ID_LEN], (SurbSecret, mpsc::Sender<Vec<u8>>)>;
+/// Reply-block secrets by id: the secret, where the reply goes, and when it was made.
+type Pending = HashMap<[u8; SURB_ID_LEN], (SurbSecret, mpsc::Sender<Vec<u8>>, std::time::Instant)>;
+/// Age after which an unused reply-block secret may be dropped when the table is full.
+const PENDING_MAX_AGE: Duration = Duration::from_secs(600);
 
 struct Inner {
     cfg: ClientConfig,
@@ -174,7 +204,7 @@ async fn reply_listener(listener: TcpListener, pending: Arc<Mutex<Pending>>, c: 
                             return;
                         };
                         let entry = lock(&pending).remove(&id);
-                        let Some((secret, tx)) = entry else { continue };
+                        let Some((secret, tx, _)) = entry else { continue };
                         match secret.open(f.get(SURB_ID_LEN..).unwrap_or_default().to_vec()) {
                             Ok(msg) => {
                                 c.replies.fetch_add(1, Ordering::Relaxed);
@@ -375,15 +405,19 @@ impl MixClient {
         };
         let mut p = lock(&self.inner.pending);
         if p.len() >= MAX_PENDING {
+            // Blocks left at rendezvous points by sessions that are gone, or never used.
+            p.retain(|_, (_, tx, at)| !tx.is_closed() && at.elapsed() < PENDING_MAX_AGE);
+        }
+        if p.len() >= MAX_PENDING {
             return Err(MixError::UnknownSurb);
         }
-        p.insert(secret.id, (secret, inbox));
+        p.insert(secret.id, (secret, inbox, std::time::Instant::now()));
         Ok(surb)
     }
 
     /// Drops reply-block secrets whose waiter has gone (timed out or failed to send).
     fn forget_abandoned(&self) {
-        lock(&self.inner.pending).retain(|_, (_, tx)| !tx.is_closed());
+        lock(&self.inner.pending).retain(|_, (_, tx, _)| !tx.is_closed());
     }
 
     /// Builds and sends one packet carrying `message` over `route` to the exit.
@@ -584,7 +618,7 @@ impl MixClient {
         intro_pt.extend_from_slice(&cookie);
         let mut sealed = eph.public().0.to_vec();
         sealed.extend_from_slice(&mixcrypto::seal(&keys.intro, 0, &intro_pt)?);
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = mpsc::channel(HS_CLIENT_INBOX);
         let surb = self.make_surb(&self.reply_route(2)?, tx.clone())?;
         self.send_message(&self.route_to(&rv, 3)?, &app::establish_rv(&cookie, &surb))
             .await?;
@@ -596,7 +630,13 @@ impl MixClient {
             cookie,
             keys,
             send_ctr: 0,
-            recv_last: None,
+            recv_win: CounterWindow::default(),
+            budget: ReplyBudget {
+                deposited: 1,
+                received: 0,
+            },
+            next_msg: 1,
+            reasm: Reassembler::new(),
             tx,
             rx,
         };
@@ -614,7 +654,10 @@ pub struct HsSession {
     cookie: [u8; COOKIE_LEN],
     keys: HsKeys,
     send_ctr: u64,
-    recv_last: Option<u64>,
+    recv_win: CounterWindow,
+    budget: ReplyBudget,
+    next_msg: u32,
+    reasm: Reassembler,
     tx: mpsc::Sender<Vec<u8>>,
     rx: mpsc::Receiver<Vec<u8>>,
 }
@@ -627,19 +670,53 @@ impl std::fmt::Debug for HsSession {
     }
 }
 
-/// Accepts a sealed message only with a counter above the last one (drops replays by the
-/// rendezvous point).
-fn open_in_order(
-    key: &[u8; 32],
-    last: &mut Option<u64>,
-    sealed: &[u8],
-) -> Result<Vec<u8>, MixError> {
+/// Opens a sealed message and accepts its counter once (any order within the window), so a
+/// replay by the rendezvous point is dropped.
+fn open_once(key: &[u8; 32], win: &mut CounterWindow, sealed: &[u8]) -> Result<Vec<u8>, MixError> {
     let (ctr, pt) = mixcrypto::open(key, sealed)?;
-    if last.is_some_and(|l| ctr <= l) {
-        return Err(MixError::Replay);
-    }
-    *last = Some(ctr);
+    win.check(ctr)?;
     Ok(pt)
+}
+
+impl MixClient {
+    /// Deposits `n` reply blocks for `side` at rendezvous `rv` (two per `RV_SEND` packet);
+    /// replies through them go to `inbox`.
+    async fn deposit_surbs(
+        &self,
+        cookie: &[u8; COOKIE_LEN],
+        side: Side,
+        rv: &MixNodeInfo,
+        n: u64,
+        inbox: &mpsc::Sender<Vec<u8>>,
+    ) -> Result<(), MixError> {
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(app::MAX_SURBS_PER_SEND as u64);
+            let mut surbs = Vec::with_capacity(2);
+            for _ in 0..k {
+                surbs.push(self.make_surb(&self.reply_route(2)?, inbox.clone())?);
+            }
+            let msg = app::rv_send(cookie, side, &surbs, &[]);
+            self.send_message(&self.route_to(rv, 3)?, &msg).await?;
+            left -= k;
+        }
+        Ok(())
+    }
+
+    /// Seals `chunk` with `key` and counter `ctr` and relays it to the other side of `rv`.
+    async fn send_chunk(
+        &self,
+        cookie: &[u8; COOKIE_LEN],
+        side: Side,
+        rv: &MixNodeInfo,
+        key: &[u8; 32],
+        ctr: u64,
+        chunk: &[u8],
+    ) -> Result<(), MixError> {
+        let sealed = mixcrypto::seal(key, ctr, chunk)?;
+        let msg = app::rv_send(cookie, side, &[], &sealed);
+        self.send_message(&self.route_to(rv, 3)?, &msg).await
+    }
 }
 
 impl HsSession {
@@ -652,8 +729,9 @@ impl HsSession {
             if m.first() == Some(&kind::RV_FORWARD)
                 && m.get(1..1 + COOKIE_LEN) == Some(&self.cookie[..])
             {
+                self.budget.received += 1;
                 let sealed = m.get(1 + COOKIE_LEN..).unwrap_or_default();
-                match open_in_order(&self.keys.s2c, &mut self.recv_last, sealed) {
+                match open_once(&self.keys.s2c, &mut self.recv_win, sealed) {
                     Ok(pt) => return Ok(pt),
                     Err(e) => tracing::debug!(error = %e, "rendezvous message rejected"),
                 }
@@ -669,10 +747,98 @@ impl HsSession {
         self.send_ctr += 1;
         let sealed = mixcrypto::seal(&self.keys.c2s, self.send_ctr, data)?;
         let msg = app::rv_data(&self.cookie, Side::Client, &surb, &sealed);
+        self.budget.deposited += 1;
         self.client
             .send_message(&self.client.route_to(&self.rv, 3)?, &msg)
             .await?;
         self.recv(wait).await
+    }
+
+    /// The rendezvous point of this session.
+    pub fn rendezvous(&self) -> &MixNodeInfo {
+        &self.rv
+    }
+
+    /// Reply blocks deposited and messages received so far.
+    pub fn reply_budget(&self) -> ReplyBudget {
+        self.budget
+    }
+
+    /// Tops up this side's reply blocks at the rendezvous for `expected` more messages.
+    async fn top_up(&mut self, expected: u64) -> Result<(), MixError> {
+        let n = self.budget.top_up(expected, HS_CLIENT_WINDOW);
+        if n >= 2 || (n == 1 && self.budget.outstanding() == 0) {
+            self.client
+                .deposit_surbs(&self.cookie, Side::Client, &self.rv, n, &self.tx)
+                .await?;
+            self.budget.deposited += n;
+        }
+        Ok(())
+    }
+
+    /// Sends `request` (up to [`hs_stream::MAX_MESSAGE`] bytes, chunked) to the service and
+    /// returns its response, reassembled from chunks arriving in any order. The client keeps
+    /// up to [`HS_CLIENT_WINDOW`] reply blocks ahead at the rendezvous, so the service sends
+    /// without waiting per chunk. Fails with [`MixError::StreamTimeout`] (naming the chunks
+    /// received) if the whole response is not there within `wait`.
+    pub async fn fetch(&mut self, request: &[u8], wait: Duration) -> Result<Vec<u8>, MixError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let id = self.next_msg;
+        self.next_msg = self.next_msg.wrapping_add(1);
+        let chunks = hs_stream::split_message(id, request)?;
+        self.top_up(HS_CLIENT_INITIAL_SURBS).await?;
+        for c in &chunks {
+            self.send_ctr += 1;
+            self.client
+                .send_chunk(
+                    &self.cookie,
+                    Side::Client,
+                    &self.rv,
+                    &self.keys.c2s,
+                    self.send_ctr,
+                    c,
+                )
+                .await?;
+        }
+        loop {
+            let Ok(m) = tokio::time::timeout_at(deadline, self.rx.recv()).await else {
+                let (have, total) = self.reasm.progress(id).unwrap_or((0, 0));
+                self.reasm.forget(id);
+                self.client
+                    .inner
+                    .counters
+                    .timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(MixError::StreamTimeout { have, total });
+            };
+            let m = m.ok_or(MixError::UnknownSurb)?;
+            if m.first() != Some(&kind::RV_FORWARD)
+                || m.get(1..1 + COOKIE_LEN) != Some(&self.cookie[..])
+            {
+                continue;
+            }
+            self.budget.received += 1;
+            let sealed = m.get(1 + COOKIE_LEN..).unwrap_or_default();
+            let chunk = match open_once(&self.keys.s2c, &mut self.recv_win, sealed)
+                .and_then(|pt| Chunk::decode(&pt))
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "rendezvous chunk rejected");
+                    continue;
+                }
+            };
+            if chunk.msg_id != id {
+                continue; // a late chunk of an earlier, abandoned exchange
+            }
+            match self.reasm.push(chunk) {
+                Ok(Some((_, msg))) => return Ok(msg),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "rendezvous chunk ignored"),
+            }
+            let (have, total) = self.reasm.progress(id).unwrap_or((0, 0));
+            self.top_up((total - have) as u64).await?;
+        }
     }
 }
 
@@ -702,14 +868,30 @@ struct ServiceSession {
     rv: MixNodeInfo,
     keys: HsKeys,
     send_ctr: u64,
-    recv_last: Option<u64>,
+    recv_win: CounterWindow,
+}
+
+/// What response tasks of [`HiddenService::serve`] share with the loop for one session.
+struct StreamShared {
+    rv: MixNodeInfo,
+    cookie: [u8; COOKIE_LEN],
+    keys: HsKeys,
+    send_ctr: AtomicU64,
+}
+
+/// Receive-side state of one session in [`HiddenService::serve`].
+struct StreamSession {
+    shared: Arc<StreamShared>,
+    recv_win: CounterWindow,
+    reasm: Reassembler,
+    budget: ReplyBudget,
 }
 
 impl HiddenService {
     /// A service using `client` (its directory and reply listener) and `key`. Its X25519 key
     /// is derived from the Ed25519 seed (HKDF-SHA256), so it is stable across restarts.
     pub fn new(client: MixClient, key: SigningKey) -> Result<Self, MixError> {
-        let (tx, rx) = mpsc::channel(256);
+        let (tx, rx) = mpsc::channel(HS_SERVICE_INBOX);
         let mut xs = zeroize::Zeroizing::new([0u8; 32]);
         hkdf::Hkdf::<sha2::Sha256>::new(Some(b"betanet-mix/v1 hs x25519"), key.as_bytes())
             .expand(b"x25519", xs.as_mut())
@@ -725,6 +907,11 @@ impl HiddenService {
             intros: Vec::new(),
             introductions: 0,
         })
+    }
+
+    /// [`HiddenService::new`] with the Ed25519 key given by its 32-byte seed.
+    pub fn from_seed(client: MixClient, seed: &[u8; 32]) -> Result<Self, MixError> {
+        HiddenService::new(client, SigningKey::from_bytes(seed))
     }
 
     /// The service's X25519 public key (published in the descriptor).
@@ -790,18 +977,7 @@ impl HiddenService {
         };
         match m.first().copied() {
             Some(kind::INTRO_FORWARD) => {
-                let eph: [u8; 32] = m
-                    .get(1..33)
-                    .and_then(|c| c.try_into().ok())
-                    .ok_or(MixError::BadLength(m.len()))?;
-                let shared = self.x25519.dh(&eph)?;
-                let keys = HsKeys::derive(&shared, &eph, &self.x25519.public().0);
-                let (_, pt) = mixcrypto::open(&keys.intro, m.get(33..).unwrap_or_default())?;
-                let rv = app::decode_node(&pt)?;
-                let cookie: [u8; COOKIE_LEN] = pt
-                    .get(app::NODE_REF_LEN..app::NODE_REF_LEN + COOKIE_LEN)
-                    .and_then(|c| c.try_into().ok())
-                    .ok_or(MixError::BadLength(pt.len()))?;
+                let (cookie, rv, keys) = self.accept_intro(&m)?;
                 if self.rendezvous.len() >= 4096 || self.rendezvous.contains_key(&cookie) {
                     return Err(MixError::Replay);
                 }
@@ -809,7 +985,7 @@ impl HiddenService {
                     rv,
                     keys,
                     send_ctr: 0,
-                    recv_last: None,
+                    recv_win: CounterWindow::default(),
                 };
                 // The join message (empty, counter 0) proves to the client that the party at
                 // the rendezvous holds the service key.
@@ -817,15 +993,7 @@ impl HiddenService {
                 sess.send_ctr += 1;
                 self.send_rv(&cookie, &rv, &sealed).await?;
                 self.rendezvous.insert(cookie, sess);
-                // Replace the reply block the introduction used up.
-                if let Some(ip) = self
-                    .intros
-                    .get(self.introductions % self.intros.len().max(1))
-                {
-                    let ip = *ip;
-                    self.send_intro_surbs(&ip, 1).await?;
-                }
-                self.introductions += 1;
+                self.replace_intro_surb().await?;
             }
             Some(kind::RV_FORWARD) => {
                 let cookie: [u8; COOKIE_LEN] = m
@@ -836,9 +1004,9 @@ impl HiddenService {
                     .rendezvous
                     .get_mut(&cookie)
                     .ok_or(MixError::UnknownSurb)?;
-                let req = open_in_order(
+                let req = open_once(
                     &sess.keys.c2s,
-                    &mut sess.recv_last,
+                    &mut sess.recv_win,
                     m.get(1 + COOKIE_LEN..).unwrap_or_default(),
                 )?;
                 let resp = handler(&req);
@@ -850,6 +1018,189 @@ impl HiddenService {
             _ => return Err(MixError::UnknownCommand(m.first().copied().unwrap_or(0))),
         }
         Ok(true)
+    }
+
+    /// Opens an introduction: `(cookie, rendezvous point, session keys)`.
+    fn accept_intro(&self, m: &[u8]) -> Result<([u8; COOKIE_LEN], MixNodeInfo, HsKeys), MixError> {
+        let eph: [u8; 32] = m
+            .get(1..33)
+            .and_then(|c| c.try_into().ok())
+            .ok_or(MixError::BadLength(m.len()))?;
+        let shared = self.x25519.dh(&eph)?;
+        let keys = HsKeys::derive(&shared, &eph, &self.x25519.public().0);
+        let (_, pt) = mixcrypto::open(&keys.intro, m.get(33..).unwrap_or_default())?;
+        let rv = app::decode_node(&pt)?;
+        let cookie: [u8; COOKIE_LEN] = pt
+            .get(app::NODE_REF_LEN..app::NODE_REF_LEN + COOKIE_LEN)
+            .and_then(|c| c.try_into().ok())
+            .ok_or(MixError::BadLength(pt.len()))?;
+        Ok((cookie, rv, keys))
+    }
+
+    /// Replaces the intro reply block an introduction used up (round robin over intro points).
+    async fn replace_intro_surb(&mut self) -> Result<(), MixError> {
+        if let Some(ip) = self
+            .intros
+            .get(self.introductions % self.intros.len().max(1))
+        {
+            let ip = *ip;
+            self.send_intro_surbs(&ip, 1).await?;
+        }
+        self.introductions += 1;
+        Ok(())
+    }
+
+    /// Serves sessions until the task is dropped or aborted: accepts introductions, joins
+    /// their rendezvous points, reassembles chunked requests (up to
+    /// [`hs_stream::MAX_MESSAGE`]) and answers each with `handler`, at most `max_concurrent`
+    /// handlers at a time (and at most [`HS_MAX_QUEUED`] complete requests waiting), sessions
+    /// served concurrently. Each response is chunked and sent
+    /// without waiting per chunk (the client deposits the reply blocks). A response larger
+    /// than [`hs_stream::MAX_MESSAGE`] is replaced by an empty one. Per-message failures
+    /// (bad chunks, replays, unknown cookies) are logged at debug level and skipped.
+    pub async fn serve<H, F>(mut self, handler: H, max_concurrent: usize)
+    where
+        H: Fn(Vec<u8>) -> F + Send + Sync + 'static,
+        F: std::future::Future<Output = Vec<u8>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let permits = Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1)));
+        let mut sessions: HashMap<[u8; COOKIE_LEN], StreamSession> = HashMap::new();
+        let mut order: std::collections::VecDeque<[u8; COOKIE_LEN]> = Default::default();
+        let mut buffered = 0usize;
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let m = tokio::select! {
+                m = self.rx.recv() => m,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            };
+            let Some(m) = m else { return };
+            let r = match m.first().copied() {
+                Some(kind::INTRO_FORWARD) => {
+                    self.stream_join(&m, &mut sessions, &mut order, &mut buffered)
+                        .await
+                }
+                Some(kind::RV_FORWARD) => {
+                    match self.stream_data(&m, &mut sessions, &mut buffered).await {
+                        Ok(Some(_)) if tasks.len() >= max_concurrent.max(1) + HS_MAX_QUEUED => {
+                            Err(MixError::BadChunk("too many requests queued; dropped"))
+                        }
+                        Ok(Some((shared, id, req))) => {
+                            let (h, permits, client) =
+                                (handler.clone(), permits.clone(), self.client.clone());
+                            tasks.spawn(async move {
+                                let Ok(_permit) = permits.acquire_owned().await else {
+                                    return;
+                                };
+                                let resp = h(req).await;
+                                if let Err(e) = send_response(&client, &shared, id, &resp).await {
+                                    tracing::debug!(error = %e, "hidden-service response failed");
+                                }
+                            });
+                            Ok(())
+                        }
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
+                other => Err(MixError::UnknownCommand(other.unwrap_or(0))),
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "hidden-service message skipped");
+            }
+        }
+    }
+
+    async fn stream_join(
+        &mut self,
+        m: &[u8],
+        sessions: &mut HashMap<[u8; COOKIE_LEN], StreamSession>,
+        order: &mut std::collections::VecDeque<[u8; COOKIE_LEN]>,
+        buffered: &mut usize,
+    ) -> Result<(), MixError> {
+        let (cookie, rv, keys) = self.accept_intro(m)?;
+        if sessions.contains_key(&cookie) {
+            return Err(MixError::Replay);
+        }
+        while sessions.len() >= HS_MAX_SESSIONS {
+            let Some(old) = order.pop_front() else { break };
+            if let Some(s) = sessions.remove(&old) {
+                *buffered -= s.reasm.buffered();
+            }
+        }
+        let sealed = mixcrypto::seal(&keys.s2c, 0, b"")?;
+        self.send_rv(&cookie, &rv, &sealed).await?;
+        self.client
+            .deposit_surbs(
+                &cookie,
+                Side::Service,
+                &rv,
+                HS_SERVICE_INITIAL_SURBS,
+                &self.tx,
+            )
+            .await?;
+        sessions.insert(
+            cookie,
+            StreamSession {
+                shared: Arc::new(StreamShared {
+                    rv,
+                    cookie,
+                    keys,
+                    send_ctr: AtomicU64::new(1),
+                }),
+                recv_win: CounterWindow::default(),
+                reasm: Reassembler::new(),
+                budget: ReplyBudget {
+                    deposited: 1 + HS_SERVICE_INITIAL_SURBS,
+                    received: 0,
+                },
+            },
+        );
+        order.push_back(cookie);
+        self.replace_intro_surb().await
+    }
+
+    /// Handles one relayed chunk; returns a completed request.
+    async fn stream_data(
+        &mut self,
+        m: &[u8],
+        sessions: &mut HashMap<[u8; COOKIE_LEN], StreamSession>,
+        buffered: &mut usize,
+    ) -> Result<Option<(Arc<StreamShared>, u32, Vec<u8>)>, MixError> {
+        let cookie: [u8; COOKIE_LEN] = m
+            .get(1..1 + COOKIE_LEN)
+            .and_then(|c| c.try_into().ok())
+            .ok_or(MixError::BadLength(m.len()))?;
+        let sess = sessions.get_mut(&cookie).ok_or(MixError::UnknownSurb)?;
+        sess.budget.received += 1;
+        let pt = open_once(
+            &sess.shared.keys.c2s,
+            &mut sess.recv_win,
+            m.get(1 + COOKIE_LEN..).unwrap_or_default(),
+        )?;
+        let chunk = Chunk::decode(&pt)?;
+        if *buffered + chunk.data.len() > HS_SERVICE_MAX_BUFFERED {
+            return Err(MixError::BadChunk("service receive buffer full"));
+        }
+        let before = sess.reasm.buffered();
+        let done = sess.reasm.push(chunk);
+        *buffered = *buffered + sess.reasm.buffered() - before;
+        let done = done?;
+        // Keep reply blocks ahead for the chunks still expected (plus one for the next
+        // request's first chunk).
+        let expected = sess.reasm.outstanding() as u64 + 1;
+        let n = sess.budget.top_up(expected, HS_SERVICE_WINDOW);
+        if n >= 2 || (n == 1 && sess.budget.outstanding() == 0) {
+            let shared = sess.shared.clone();
+            sess.budget.deposited += n;
+            self.client
+                .deposit_surbs(&cookie, Side::Service, &shared.rv, n, &self.tx)
+                .await?;
+        }
+        let Some(sess) = sessions.get(&cookie) else {
+            return Ok(None);
+        };
+        Ok(done.map(|(id, req)| (sess.shared.clone(), id, req)))
     }
 
     async fn send_rv(
@@ -866,4 +1217,35 @@ impl HiddenService {
             .send_message(&self.client.route_to(rv, 3)?, &msg)
             .await
     }
+}
+
+/// Sends `resp` as chunks of message `id` to the client of `shared` (one packet per chunk, no
+/// waiting: the client deposited the reply blocks at the rendezvous).
+async fn send_response(
+    client: &MixClient,
+    shared: &StreamShared,
+    id: u32,
+    resp: &[u8],
+) -> Result<(), MixError> {
+    let chunks = match hs_stream::split_message(id, resp) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "hidden-service response too large; sending an empty one");
+            hs_stream::split_message(id, b"")?
+        }
+    };
+    for c in &chunks {
+        let ctr = shared.send_ctr.fetch_add(1, Ordering::Relaxed);
+        client
+            .send_chunk(
+                &shared.cookie,
+                Side::Service,
+                &shared.rv,
+                &shared.keys.s2c,
+                ctr,
+                c,
+            )
+            .await?;
+    }
+    Ok(())
 }

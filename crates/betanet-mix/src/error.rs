@@ -103,6 +103,27 @@ pub enum MixError {
     /// Internal failure of a crypto primitive (not caused by the peer).
     #[error("internal crypto failure")]
     Crypto,
+    /// A hidden-service stream chunk is malformed.
+    #[error("malformed hidden-service chunk: {0}")]
+    BadChunk(&'static str),
+    /// A hidden-service stream chunk arrived twice.
+    #[error("duplicate chunk {seq} of message {msg_id}")]
+    DuplicateChunk {
+        /// Message id.
+        msg_id: u32,
+        /// Chunk index.
+        seq: u32,
+    },
+    /// A hidden-service message did not complete in time (chunks lost or the peer is gone).
+    #[error(
+        "hidden-service message timed out with {have} of {total} chunks received (total 0 = none yet)"
+    )]
+    StreamTimeout {
+        /// Chunks received.
+        have: usize,
+        /// Chunks in the message (0 if no chunk arrived).
+        total: usize,
+    },
 }
 
 impl MixError {

@@ -20,7 +20,10 @@
 //! * [`app`]: the exit application protocol (request/response through reply blocks,
 //!   introduction and rendezvous points for hidden services).
 //! * [`client`]: the client API mirroring the seed's `BetanetTransport` (`discover_nodes`,
-//!   `build_circuit`, `send_packet`, `close_circuit`, `get_stats`) and hidden services.
+//!   `build_circuit`, `send_packet`, `close_circuit`, `get_stats`) and hidden services
+//!   (`HsSession::fetch` / `HiddenService::serve`: messages up to 4 MiB over a rendezvous).
+//! * [`hs_stream`]: the sans-IO chunking, reassembly, counter window and reply-block budget
+//!   behind those hidden-service messages.
 //!
 //! What it is not: the HTX transport itself (it uses `betanet-net`'s `dial`/`listen` and
 //! streams), the directory of mixnodes, or the end-to-end encryption between a client and its
@@ -38,6 +41,7 @@ pub mod crypto;
 pub mod delay;
 pub mod descriptor;
 pub mod error;
+pub mod hs_stream;
 pub mod keys;
 pub mod node;
 pub mod packet;

@@ -8,6 +8,9 @@
 //! * a **client proxy** (SOCKS5 + HTTP on loopback) that reaches the site as `demo.bn` over HTX;
 //! * **mixnodes** (3 by default) with a 3-hop packet sent through them as a check.
 //!
+//! With `--hidden-service` it runs [`crate::demo_hidden`] instead: the site served only as a mixnet hidden
+//! service, fetched by its `betanet://` id through introduction and rendezvous points.
+//!
 //! It prints the dashboard URL with a single-use ticket, checks the whole path itself
 //! (admitted request → 200 through gateway and HTX; request without a ticket → the decoy), and
 //! runs until Ctrl-C (or exits after the check with `--check`).
@@ -42,6 +45,14 @@ pub struct DemoArgs {
     /// Exit after the self-check instead of running until Ctrl-C.
     #[arg(long)]
     pub check: bool,
+    /// Serve the demo site only as a mixnet hidden service (no TCP/HTX listener for it) and
+    /// fetch it by its `betanet://` id through a rendezvous point (instead of the HTX demo).
+    #[arg(long)]
+    pub hidden_service: bool,
+    /// Maximum per-hop mix delay in ms for `--hidden-service`: delays are U[max/5, max]
+    /// (150 = SPEC §7's U[30,150]).
+    #[arg(long, default_value_t = 150)]
+    pub mix_delay_ms: u64,
 }
 
 fn now_unix() -> u64 {
@@ -177,6 +188,9 @@ fn mirror_tickets(gw: &Gateway, stats: Arc<NodeStats>) {
 pub async fn run(args: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
     let dir = tempfile::Builder::new().prefix("betanet-demo-").tempdir()?;
+    if args.hidden_service {
+        return crate::demo_hidden::run(args.mixnodes, args.mix_delay_ms, args.check, dir.path()).await;
+    }
     println!("Betanet demo — everything runs on this machine, on 127.0.0.1 only.");
     println!();
 

@@ -5,6 +5,7 @@
 //! `proxy`, `ticket`, `ticket-keygen`, `mixnode`, `name`, `mint`, `voucher`, `governance`.
 
 mod demo;
+mod demo_hidden;
 mod demo_mix;
 mod keyfile;
 mod mixnode_cmd;

@@ -234,3 +234,41 @@ fn stream_echoes_and_prints_connection_stats() {
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(err.contains("auth") || err.contains("key"), "{err}");
 }
+
+#[test]
+fn demo_hidden_service_serves_the_site_only_through_a_rendezvous() {
+    let t = std::time::Instant::now();
+    let out = bin()
+        .args([
+            "demo",
+            "--hidden-service",
+            "--check",
+            "--mix-delay-ms",
+            "50",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = field(&text, "  hidden site");
+    assert!(url.starts_with("betanet://"), "{text}");
+    assert_eq!(url.len(), "betanet://".len() + 64, "{url}");
+    assert!(text.contains("has no TCP/HTX listener"), "{text}");
+    assert!(text.contains("GET /        HTTP 200"), "{text}");
+    assert!(text.contains("HTML checked"), "{text}");
+    assert!(
+        text.contains("GET /dashboard/api/stats  HTTP 200"),
+        "{text}"
+    );
+    assert!(text.contains("rendezvous   127.0.0.1:"), "{text}");
+    assert!(text.contains("in this one process"), "{text}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t.elapsed()
+    );
+}

@@ -1,0 +1,292 @@
+//! `betanet demo --hidden-service`: a site served **only** as a mixnet hidden service.
+//!
+//! In one process, on 127.0.0.1: N mixnodes (real `betanet-mix` nodes with their exit
+//! application: introduction and rendezvous points), a hidden service that answers BAR
+//! requests with a real `betanet_app::App` (the demo site) and has no TCP/HTX listener for the
+//! site at all, and a client that reaches it by its `betanet://` id through an introduction
+//! point and a rendezvous point (`HsSession::fetch`), so neither side learns the other's
+//! address. Requests and responses are BAR messages in their stream form (`u32be head_len ‖
+//! det-CBOR head ‖ body`), chunked end to end by `betanet_mix::hs_stream`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use betanet_app::{App, AppConfig, NodeStats, PeerInfo, PluginRegistry};
+use betanet_mix::app::{ExitApp, ExitAppStats};
+use betanet_mix::client::{ClientConfig, HiddenService, HsSession, MixClient};
+use betanet_mix::delay::DelayDist;
+use betanet_mix::node::{Mixnode, MixnodeConfig};
+use betanet_wire::bar::{self, HeaderValue, Method, stream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// Marker the check looks for in the hidden site's front page.
+const PAGE_MARKER: &str = "reachable only through the mixnet";
+/// Largest BAR response the hidden service returns (the stream layer's limit).
+const MAX_RESPONSE: usize = betanet_mix::hs_stream::MAX_MESSAGE;
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+struct Node {
+    node: Mixnode,
+    stats: Arc<Mutex<ExitAppStats>>,
+}
+
+fn stats_of(n: &Node) -> ExitAppStats {
+    *n.stats.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts `n` mixnodes with U[max/5, max] ms delays, each running the exit application.
+async fn start_nodes(n: usize, delay_max_ms: u64, dir: &Path) -> Result<Vec<Node>> {
+    let mut nodes = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut cfg = MixnodeConfig::new(
+            "127.0.0.1:0".parse().context("loopback address")?,
+            dir.join(format!("hs-mix-{i}")),
+        );
+        cfg.delay = DelayDist::uniform(
+            Duration::from_millis(delay_max_ms / 5),
+            Duration::from_millis(delay_max_ms.max(1)),
+        )?;
+        let (tx, rx) = mpsc::channel(1024);
+        let node = Mixnode::start(cfg, Some(tx))
+            .await
+            .context("starting a mixnode")?;
+        let stats = Arc::new(Mutex::new(ExitAppStats::default()));
+        ExitApp::new(node.info().id, None).spawn(rx, node.packet_sender(), Some(stats.clone()));
+        nodes.push(Node { node, stats });
+    }
+    Ok(nodes)
+}
+
+/// The demo site: the dashboard and metrics plugins plus a front page. No listener.
+fn site() -> Result<Arc<App>> {
+    let cfg = AppConfig {
+        site_name: "Betanet hidden demo site".to_owned(),
+        plugins: vec!["dashboard".into(), "metrics".into()],
+        ..AppConfig::default()
+    };
+    let mut app = App::from_config(
+        &cfg,
+        &PluginRegistry::with_builtins(),
+        Arc::new(NodeStats::new()),
+    )?;
+    app.get("/", |_req| async {
+        betanet_app::html(format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <title>Betanet hidden site</title></head>\n<body><h1>Hello from a hidden \
+             service</h1>\n<p>This page is {PAGE_MARKER}: the server has no TCP or HTX \
+             listener for it, and neither it nor you learn the other's address.</p>\n\
+             <p>Try <a href=\"/dashboard/api/stats\">/dashboard/api/stats</a>.</p>\
+             </body></html>\n"
+        ))
+    })?;
+    Ok(app.into_shared())
+}
+
+/// Runs one BAR exchange (`request` in stream form) against `app` in memory and returns the
+/// response in stream form.
+async fn answer(app: Arc<App>, request: Vec<u8>) -> Vec<u8> {
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(betanet_app::serve_stream(app, theirs, PeerInfo::local()));
+    let (mut rd, mut wr) = tokio::io::split(ours);
+    let write = async {
+        wr.write_all(&request).await?;
+        wr.shutdown().await
+    };
+    let mut out = Vec::new();
+    let read = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = rd.read(&mut buf).await?;
+            if n == 0 || out.len() + n > MAX_RESPONSE {
+                return Ok::<_, std::io::Error>(());
+            }
+            out.extend_from_slice(buf.get(..n).unwrap_or_default());
+        }
+    };
+    let (w, r) = tokio::join!(write, read);
+    if let Err(e) = w.and(r) {
+        tracing::debug!(error = %e, "hidden-service BAR exchange failed");
+    }
+    let _ = server.await;
+    out
+}
+
+fn bar_get(path: &str) -> Result<Vec<u8>> {
+    let head = bar::Request {
+        method: Method::Get,
+        uri: path.to_owned(),
+        headers: vec![(
+            "user-agent".to_owned(),
+            HeaderValue::Text("betanet-demo".to_owned()),
+        )],
+        body: Vec::new(),
+    };
+    Ok(stream::frame_head(&head.encode()?)?)
+}
+
+/// `(status, body)` of a BAR response in stream form.
+fn parse_response(bytes: &[u8]) -> Result<(u16, Vec<u8>)> {
+    let (head, used) = stream::split_head(bytes)?.context("truncated BAR response head")?;
+    let resp = bar::Response::decode(head)?;
+    let mut body = resp.body;
+    body.extend_from_slice(bytes.get(used..).unwrap_or_default());
+    Ok((resp.status, body))
+}
+
+struct Fetched {
+    status: u16,
+    body: Vec<u8>,
+    wire_bytes: usize,
+    elapsed: Duration,
+}
+
+async fn get(s: &mut HsSession, path: &str) -> Result<Fetched> {
+    let t = Instant::now();
+    let resp = s
+        .fetch(&bar_get(path)?, Duration::from_secs(30))
+        .await
+        .with_context(|| format!("fetching {path} through the hidden service"))?;
+    let (status, body) = parse_response(&resp)?;
+    Ok(Fetched {
+        status,
+        body,
+        wire_bytes: resp.len(),
+        elapsed: t.elapsed(),
+    })
+}
+
+/// Runs the hidden-service demo (`check`: exit after the self-check).
+pub async fn run(mixnodes: usize, delay_max_ms: u64, check: bool, dir: &Path) -> Result<()> {
+    let t0 = Instant::now();
+    let n = mixnodes.max(3);
+    println!("Betanet demo — a site served ONLY as a mixnet hidden service.");
+    println!(
+        "Everything runs in this one process on 127.0.0.1: {n} mixnodes, the hidden service and \
+         the client are tokio tasks; packets between them are real TCP connections on loopback."
+    );
+    println!();
+    let nodes = start_nodes(n, delay_max_ms, dir).await?;
+    let seeds: Vec<SocketAddr> = nodes.iter().map(|x| x.node.local_addr()).collect();
+    let addrs: Vec<String> = seeds.iter().map(ToString::to_string).collect();
+    println!(
+        "  mixnodes     {}  (U[{},{}] ms delay per hop{})",
+        addrs.join(", "),
+        delay_max_ms / 5,
+        delay_max_ms.max(1),
+        if delay_max_ms == 150 {
+            ", SPEC §7 default"
+        } else {
+            "; SPEC §7 says U[30,150]"
+        }
+    );
+
+    // The hidden service: its own mix client (reply-block listener only) and key.
+    let svc_client = MixClient::start(ClientConfig::default()).await?;
+    svc_client.discover_nodes(&seeds).await;
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    let mut hs = HiddenService::from_seed(svc_client, &seed)?;
+    zeroize::Zeroize::zeroize(&mut seed);
+    let url = hs.url();
+    let intro_node = nodes.first().context("no mixnode")?;
+    let intro = intro_node.node.info();
+    const INTRO_SURBS: u64 = 4;
+    hs.register_intro(&intro, INTRO_SURBS as usize).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats_of(intro_node).intros_registered < INTRO_SURBS {
+        if Instant::now() > deadline {
+            bail!("the introduction point did not register the service within 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let now = now_unix();
+    let descriptor = hs.descriptor(&[intro], now.saturating_sub(60), now + 3600);
+    let app = site()?;
+    let serving = app.clone();
+    let service = tokio::spawn(hs.serve(move |req: Vec<u8>| answer(serving.clone(), req), 16));
+    println!("  hidden site  {url}");
+    println!(
+        "               signed descriptor ({} B, Ed25519) lists intro point {}; the site has no \
+         TCP/HTX listener",
+        descriptor.len(),
+        intro.addr.0
+    );
+
+    // The client: knows only the URL and the descriptor.
+    let client = MixClient::start(ClientConfig::default()).await?;
+    client.discover_nodes(&seeds).await;
+    let t = Instant::now();
+    let mut session = client
+        .connect_service(&url, &descriptor, now_unix(), Duration::from_secs(30))
+        .await
+        .context("connecting to the hidden service")?;
+    let connect = t.elapsed();
+    println!(
+        "  rendezvous   {} (chosen by the client; joined in {:.0} ms)",
+        session.rendezvous().addr.0,
+        connect.as_secs_f64() * 1e3
+    );
+    let page = get(&mut session, "/").await?;
+    let html = String::from_utf8_lossy(&page.body);
+    let page_ok = page.status == 200 && html.contains(PAGE_MARKER);
+    println!(
+        "  GET /        HTTP {} {} B body ({} B BAR) in {:.0} ms{}",
+        page.status,
+        page.body.len(),
+        page.wire_bytes,
+        page.elapsed.as_secs_f64() * 1e3,
+        if page_ok { ", HTML checked" } else { "" }
+    );
+    let stats = get(&mut session, "/dashboard/api/stats").await?;
+    let json = String::from_utf8_lossy(&stats.body);
+    let stats_ok = stats.status == 200 && json.contains("uptime");
+    println!(
+        "  GET /dashboard/api/stats  HTTP {} {} B in {:.0} ms",
+        stats.status,
+        stats.body.len(),
+        stats.elapsed.as_secs_f64() * 1e3
+    );
+    let relayed: u64 = nodes.iter().map(|x| stats_of(x).rv_relayed).sum();
+    let budget = session.reply_budget();
+    println!(
+        "  check        {} rendezvous relays, {} reply blocks deposited by the client; the \
+         intro and rendezvous points relay only end-to-end sealed chunks (by construction)",
+        relayed, budget.deposited
+    );
+    if !page_ok {
+        bail!(
+            "the hidden site's front page is wrong (HTTP {}, marker missing)",
+            page.status
+        );
+    }
+    if !stats_ok {
+        bail!(
+            "/dashboard/api/stats through the hidden service got HTTP {}",
+            stats.status
+        );
+    }
+    println!("  ready in     {:.2} s", t0.elapsed().as_secs_f64());
+    if !check {
+        println!();
+        println!(
+            "The hidden service keeps running (reachable only via {url}). Press Ctrl-C to stop."
+        );
+        tokio::signal::ctrl_c().await?;
+        println!("stopping");
+    }
+    service.abort();
+    for x in nodes {
+        let _ = x.node.shutdown().await;
+    }
+    Ok(())
+}
