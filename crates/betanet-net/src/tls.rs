@@ -562,10 +562,20 @@ fn ticket_of(parts: &http::request::Parts) -> Option<String> {
     })
 }
 
-fn is_htx_request(parts: &http::request::Parts, tls: &TlsServer, peer: SocketAddr) -> bool {
-    parts.method == Method::POST
-        && parts.uri.path() == tls.path
-        && ticket_of(parts).is_some_and(|t| tls.tickets.verify(&t, now_unix(), peer.ip()))
+/// Whether `parts` opens an HTX session: `POST` to the configured path with a valid, fresh
+/// access ticket. The ticket check commits to the replay store (a durable redb write), so it
+/// runs on the blocking pool, not on the runtime thread that serves other connections.
+async fn is_htx_request(parts: &http::request::Parts, tls: &TlsServer, peer: SocketAddr) -> bool {
+    if parts.method != Method::POST || parts.uri.path() != tls.path {
+        return false;
+    }
+    let Some(ticket) = ticket_of(parts) else {
+        return false;
+    };
+    let tickets = tls.tickets.clone();
+    tokio::task::spawn_blocking(move || tickets.verify(&ticket, now_unix(), peer.ip()))
+        .await
+        .unwrap_or(false)
 }
 
 /// Reads (a bounded amount of) the request body, then sends the decoy's response.
@@ -678,7 +688,7 @@ pub(crate) async fn accept(
         };
         let (req, mut respond) = next;
         let (parts, body) = req.into_parts();
-        if !is_htx_request(&parts, tls, peer) {
+        if !is_htx_request(&parts, tls, peer).await {
             serve_decoy(Request::from_parts(parts, body), respond, tls.decoy.clone());
             continue;
         }
