@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use betanet_crypto::CryptoError;
+use betanet_crypto::aead::TAG_LEN;
 use betanet_crypto::handshake::{
     Established, HandshakeConfig, Initiator, InitiatorAwaitMsg2, Responder, ResponderAwaitMsg1,
     ResponderAwaitMsg3, split_prefixed,
@@ -13,8 +14,8 @@ use betanet_crypto::sign::VerifyingKey;
 use betanet_wire::ErrorCode;
 use betanet_wire::caps::Selection;
 use betanet_wire::frame::{
-    AAD_NONE, AAD_PING_ACK, Close, FrameDecoder, FrameHeader, FrameType, Ping, Scope,
-    StreamPayload, WindowUpdate,
+    AAD_NONE, AAD_PING_ACK, Close, FLAG_FIN, FrameDecoder, FrameHeader, FrameType, Ping,
+    STREAM_OVERHEAD, Scope, StreamPayload, WindowUpdate,
 };
 use betanet_wire::frame11::{FrameDecoder11, FrameHeader11, FrameType11};
 use bytes::{Bytes, BytesMut};
@@ -23,7 +24,7 @@ use rand_core::{CryptoRng, RngCore, SeedableRng};
 
 use crate::config::{Config, Framing, INITIAL_CONN_WINDOW};
 use crate::error::{ConnectionError, ProtocolViolation, SetupError, StreamError};
-use crate::stream::{StreamId, StreamState};
+use crate::stream::{Chunk, HEADROOM, StreamId, StreamState};
 
 /// Something the application should know about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +136,186 @@ impl HeaderBytes {
     fn ad(&self) -> &[u8] {
         self.buf.get(self.ad_start..self.len).unwrap_or_default()
     }
+}
+
+/// A frame header for the framing in use (`pt_len` = plaintext length).
+fn header_bytes(
+    framing: Framing,
+    ty: FrameType,
+    sid: u32,
+    aad: u16,
+    pt_len: usize,
+) -> Result<HeaderBytes, ()> {
+    let mut buf = [0u8; 12];
+    match framing {
+        Framing::V12 => {
+            let h = FrameHeader::for_plaintext(ty, sid, aad, pt_len).map_err(|_| ())?;
+            buf.get_mut(..10).ok_or(())?.copy_from_slice(&h.encode());
+            Ok(HeaderBytes {
+                buf,
+                len: 10,
+                ad_start: 0,
+            })
+        }
+        Framing::V11 => {
+            let ty11 = match ty {
+                FrameType::Stream => FrameType11::Stream,
+                FrameType::WindowUpdate => FrameType11::WindowUpdate,
+                FrameType::Ping => FrameType11::Ping,
+                FrameType::KeyUpdate => FrameType11::KeyUpdate,
+                FrameType::Close => FrameType11::Close,
+                FrameType::PathControl => return Err(()),
+            };
+            let id = ty11.has_stream_id().then_some(u64::from(sid));
+            let v = FrameHeader11::new(ty11, id, pt_len)
+                .map_err(|_| ())?
+                .to_vec();
+            buf.get_mut(..v.len()).ok_or(())?.copy_from_slice(&v);
+            Ok(HeaderBytes {
+                buf,
+                len: v.len(),
+                ad_start: 3,
+            })
+        }
+    }
+}
+
+/// Where `poll_transmit*` puts frames: one flat buffer, or a list of buffers for a vectored
+/// write (STREAM frames sealed in place in their own buffers, small frames packed together).
+enum Out<'a> {
+    Flat(&'a mut Vec<u8>),
+    Bufs {
+        list: &'a mut VecDeque<Bytes>,
+        small: &'a mut BytesMut,
+        /// Bytes in `list` (kept so the length is not summed per frame).
+        listed: usize,
+    },
+}
+
+impl Out<'_> {
+    /// Bytes held (flat) or listed plus packed (vectored).
+    fn len(&self) -> usize {
+        match self {
+            Out::Flat(v) => v.len(),
+            Out::Bufs { small, listed, .. } => *listed + small.len(),
+        }
+    }
+
+    fn extend(&mut self, b: &[u8]) {
+        match self {
+            Out::Flat(v) => v.extend_from_slice(b),
+            Out::Bufs { small, .. } => small.extend_from_slice(b),
+        }
+    }
+
+    /// The buffer a copied frame of up to `need` bytes is built at the end of. Packed
+    /// buffers are cut at 64 KiB instead of growing (a growing buffer would copy itself).
+    fn buf(&mut self, need: usize) -> &mut dyn FrameBuf {
+        if let Out::Bufs { small, .. } = self
+            && small.capacity() - small.len() < need
+        {
+            self.flush_small();
+        }
+        match self {
+            Out::Flat(v) => &mut **v,
+            Out::Bufs { small, .. } => {
+                if small.capacity() - small.len() < need {
+                    small.reserve(need.max(PACK_BUF));
+                }
+                &mut **small
+            }
+        }
+    }
+
+    /// Moves packed small frames into the list.
+    fn flush_small(&mut self) {
+        if let Out::Bufs {
+            list,
+            small,
+            listed,
+        } = self
+            && !small.is_empty()
+        {
+            *listed += small.len();
+            list.push_back(small.split().freeze());
+        }
+    }
+}
+
+/// A growable output buffer a frame is built in (the flat output or the packing buffer).
+pub(crate) trait FrameBuf {
+    fn len(&self) -> usize;
+    fn extend(&mut self, b: &[u8]);
+    fn zeros(&mut self, n: usize);
+    fn tail_mut(&mut self, from: usize) -> Option<&mut [u8]>;
+}
+
+impl FrameBuf for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn extend(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+    fn zeros(&mut self, n: usize) {
+        self.resize(Vec::len(self) + n, 0);
+    }
+    fn tail_mut(&mut self, from: usize) -> Option<&mut [u8]> {
+        self.get_mut(from..)
+    }
+}
+
+impl FrameBuf for BytesMut {
+    fn len(&self) -> usize {
+        BytesMut::len(self)
+    }
+    fn extend(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+    fn zeros(&mut self, n: usize) {
+        self.resize(BytesMut::len(self) + n, 0);
+    }
+    fn tail_mut(&mut self, from: usize) -> Option<&mut [u8]> {
+        self.get_mut(from..)
+    }
+}
+
+/// Builds a STREAM frame of `n` data bytes at the end of `buf`: header, plaintext prefix,
+/// the data appended by `fill` (exactly `n` bytes), sealed in place, tag.
+#[allow(clippy::too_many_arguments)]
+fn seal_stream_into(
+    sealer: &mut FrameSealer,
+    framing: Framing,
+    buf: &mut dyn FrameBuf,
+    sid: u32,
+    fin: bool,
+    offset: u64,
+    n: usize,
+    fill: &mut dyn FnMut(&mut dyn FrameBuf),
+) -> Result<(), ()> {
+    let len16 = u16::try_from(n).map_err(|_| ())?;
+    let hdr = header_bytes(
+        framing,
+        FrameType::Stream,
+        sid,
+        AAD_NONE,
+        STREAM_OVERHEAD + n,
+    )?;
+    buf.extend(hdr.bytes());
+    let start = buf.len();
+    // `StreamPayload::encode`: Flags u8 ‖ Offset u64 ‖ Len u16 ‖ data.
+    buf.extend(&[if fin { FLAG_FIN } else { 0 }]);
+    buf.extend(&offset.to_be_bytes());
+    buf.extend(&len16.to_be_bytes());
+    fill(buf);
+    if buf.len() != start + STREAM_OVERHEAD + n {
+        return Err(());
+    }
+    let tag = sealer
+        .seal(hdr.ad(), buf.tail_mut(start).ok_or(())?)
+        .map_err(|_| ())?;
+    buf.extend(&tag);
+    Ok(())
 }
 
 /// One frame cut from the byte stream, in framing-neutral form.
@@ -290,6 +471,8 @@ pub struct Connection {
     stats: Stats,
     pool: BufPool,
     spent: Vec<Bytes>,
+    /// Small frames packed for `poll_transmit_bufs` (kept to reuse its allocation).
+    small_out: BytesMut,
     /// Bytes in the buffer lent by `take_input_buffer` (not counted again on return).
     lent: usize,
 }
@@ -347,6 +530,10 @@ impl BufPool {
     }
 }
 
+/// Size of the buffers small frames are packed into for `poll_transmit_bufs`.
+const PACK_BUF: usize = 64 * 1024;
+/// Room a copied STREAM frame needs around its data (largest header, prefix, tag).
+const FRAME_ROOM: usize = HEADROOM + TAG_LEN;
 /// Size of the chunks a write is stored in (one maximal frame's data).
 const CHUNK: usize = betanet_wire::frame::MAX_STREAM_DATA;
 /// STREAM frames with less plaintext than this (3/4 of a full frame) are copied out of the
@@ -420,6 +607,7 @@ impl Connection {
             stats: Stats::default(),
             pool: BufPool::default(),
             spent: Vec::new(),
+            small_out: BytesMut::new(),
             lent: 0,
             cfg,
         }
@@ -529,6 +717,24 @@ impl Connection {
     #[must_use]
     pub fn bn_ticket_token(&self, ctx: &str) -> Option<[u8; 120]> {
         self.keys.as_ref().map(|k| k.schedule.bn_ticket_token(ctx))
+    }
+
+    /// Whether `poll_transmit` has something to send right now (handshake bytes, a control
+    /// frame such as a WINDOW_UPDATE, stream data, padding, a KEY_UPDATE or a CLOSE). A
+    /// driver can skip waking its transmit path after a read that queued nothing.
+    #[must_use]
+    pub fn wants_transmit(&self) -> bool {
+        !self.hs_out.is_empty()
+            || self.close_out.is_some()
+            || (self.state == State::Established
+                && (self.conn_update_queued
+                    || !self.wu_queue.is_empty()
+                    || !self.ping_acks_out.is_empty()
+                    || !self.pings_out.is_empty()
+                    || !self.resets_out.is_empty()
+                    || !self.send_queue.is_empty()
+                    || self.padding_pending.is_some()
+                    || self.key_update_requested))
     }
 
     /// The next event, if any.
@@ -1092,19 +1298,21 @@ impl Connection {
         if n > 0 {
             // Frame-sized pooled chunks, taken without another copy when frames are built. The
             // last chunk is topped up first, so writes of any size make full frames.
+            // Each chunk keeps `HEADROOM` bytes of room in front for the frame header, and room
+            // behind for the tag, so its frame is sealed in place.
             let mut rest = data.get(..n).unwrap_or_default();
             if let Some(last) = st.send.queued.back_mut()
                 && last.len() < CHUNK
-                && last.capacity() >= CHUNK
+                && last.buf.capacity() >= last.start + CHUNK + TAG_LEN
             {
                 let k = rest.len().min(CHUNK - last.len());
-                last.extend_from_slice(rest.get(..k).unwrap_or_default());
+                last.buf
+                    .extend_from_slice(rest.get(..k).unwrap_or_default());
                 rest = rest.get(k..).unwrap_or_default();
             }
             for chunk in rest.chunks(CHUNK) {
-                let mut m = self.pool.get();
-                m.extend_from_slice(chunk);
-                st.send.queued.push_back(m);
+                let c = Chunk::new(self.pool.get(), chunk);
+                st.send.queued.push_back(c);
             }
             st.send.queued_len += n as u64;
         }
@@ -1174,8 +1382,15 @@ impl Connection {
             self.wu_queue.push_back(id.0);
         }
         self.consume_conn(n as u64);
+        // 1.1 frames were copied into pooled buffers: recycle them. 1.2 frames are views of
+        // the transport's receive buffers; pooling one would pin its whole receive buffer
+        // (the driver could no longer reuse it and would fault in fresh pages), so they are
+        // dropped and the receive buffer is reused once its last frame is gone.
+        let recycle = self.cfg.framing == Framing::V11;
         while let Some(b) = self.spent.pop() {
-            self.pool.put(b);
+            if recycle {
+                self.pool.put(b);
+            }
         }
         if done {
             self.remove_stream(id.0);
@@ -1376,17 +1591,54 @@ impl Connection {
     /// Appends whole frames (and handshake messages) to `out` until about `limit` bytes were
     /// added or nothing is left; returns the number of bytes appended.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>, limit: usize) -> usize {
+        self.transmit(now, Out::Flat(out), limit)
+    }
+
+    /// Like [`Connection::poll_transmit`], for a vectored write: appends buffers to `out`
+    /// (in transmission order) until about `limit` bytes were added or nothing is left;
+    /// returns the number of bytes added. Each full STREAM frame is built and sealed in
+    /// place in the buffer its data was written into, so the application's bytes are copied
+    /// once (by [`Connection::write`]) before the transport takes them; small frames are
+    /// packed together. Hand the buffers back with [`Connection::recycle`] once written.
+    pub fn poll_transmit_bufs(
+        &mut self,
+        now: Instant,
+        out: &mut VecDeque<Bytes>,
+        limit: usize,
+    ) -> usize {
+        let mut small = std::mem::take(&mut self.small_out);
+        let n = self.transmit(
+            now,
+            Out::Bufs {
+                listed: out.iter().map(Bytes::len).sum(),
+                list: out,
+                small: &mut small,
+            },
+            limit,
+        );
+        self.small_out = small;
+        n
+    }
+
+    /// Returns a buffer from [`Connection::poll_transmit_bufs`] after it was written, so its
+    /// memory is reused for later writes (optional: dropping it is fine).
+    pub fn recycle(&mut self, buf: Bytes) {
+        self.pool.put(buf);
+    }
+
+    fn transmit(&mut self, now: Instant, mut out: Out<'_>, limit: usize) -> usize {
         let start = out.len();
         if !self.hs_out.is_empty() {
-            out.append(&mut self.hs_out);
+            out.extend(&self.hs_out);
+            self.hs_out.clear();
         }
         match self.state {
-            State::Established => self.transmit_frames(now, out, start, limit),
+            State::Established => self.transmit_frames(now, &mut out, start, limit),
             State::Closing { .. } => {
                 if let Some(c) = self.close_out.take() {
                     let mut pt = Vec::with_capacity(c.encoded_len());
                     if c.encode(&mut pt).is_ok() {
-                        let _ = self.seal(out, FrameType::Close, 0, AAD_NONE, pt);
+                        let _ = self.seal(&mut out, FrameType::Close, 0, AAD_NONE, pt);
                     }
                     self.close_sent = true;
                     if let State::Closing {
@@ -1399,6 +1651,7 @@ impl Connection {
             }
             State::Handshaking | State::Closed => {}
         }
+        out.flush_small();
         let n = out.len() - start;
         self.stats.bytes_sent += n as u64;
         n
@@ -1411,43 +1664,12 @@ impl Connection {
         aad: u16,
         pt_len: usize,
     ) -> Result<HeaderBytes, ()> {
-        let mut buf = [0u8; 12];
-        match self.cfg.framing {
-            Framing::V12 => {
-                let h = FrameHeader::for_plaintext(ty, sid, aad, pt_len).map_err(|_| ())?;
-                buf.get_mut(..10).ok_or(())?.copy_from_slice(&h.encode());
-                Ok(HeaderBytes {
-                    buf,
-                    len: 10,
-                    ad_start: 0,
-                })
-            }
-            Framing::V11 => {
-                let ty11 = match ty {
-                    FrameType::Stream => FrameType11::Stream,
-                    FrameType::WindowUpdate => FrameType11::WindowUpdate,
-                    FrameType::Ping => FrameType11::Ping,
-                    FrameType::KeyUpdate => FrameType11::KeyUpdate,
-                    FrameType::Close => FrameType11::Close,
-                    FrameType::PathControl => return Err(()),
-                };
-                let id = ty11.has_stream_id().then_some(u64::from(sid));
-                let v = FrameHeader11::new(ty11, id, pt_len)
-                    .map_err(|_| ())?
-                    .to_vec();
-                buf.get_mut(..v.len()).ok_or(())?.copy_from_slice(&v);
-                Ok(HeaderBytes {
-                    buf,
-                    len: v.len(),
-                    ad_start: 3,
-                })
-            }
-        }
+        header_bytes(self.cfg.framing, ty, sid, aad, pt_len)
     }
 
     fn seal(
         &mut self,
-        out: &mut Vec<u8>,
+        out: &mut Out<'_>,
         ty: FrameType,
         sid: u32,
         aad: u16,
@@ -1458,32 +1680,87 @@ impl Connection {
             return Err(());
         };
         let tag = keys.sealer.seal(hdr.ad(), &mut pt).map_err(|_| ())?;
-        out.extend_from_slice(hdr.bytes());
-        out.extend_from_slice(&pt);
-        out.extend_from_slice(&tag);
+        out.extend(hdr.bytes());
+        out.extend(&pt);
+        out.extend(&tag);
         self.stats.frames_sent += 1;
         Ok(())
     }
 
-    /// Seals a STREAM frame building the plaintext in place in `out`.
-    fn seal_stream(&mut self, out: &mut Vec<u8>, sid: u32, p: &StreamPayload) -> Result<(), ()> {
-        let hdr = self.header_bytes(FrameType::Stream, sid, AAD_NONE, p.encoded_len())?;
+    /// Seals a STREAM frame around `piece` (`HEADROOM` bytes of room, then the data): the
+    /// header and the plaintext prefix are written into the room, the plaintext is sealed in
+    /// place and the tag appended, so the frame is one contiguous buffer. Flat output copies
+    /// it and recycles the buffer; vectored output lists it.
+    fn seal_stream(
+        &mut self,
+        out: &mut Out<'_>,
+        sid: u32,
+        fin: bool,
+        offset: u64,
+        mut piece: BytesMut,
+    ) -> Result<(), ()> {
+        let n = piece.len().checked_sub(HEADROOM).ok_or(())?;
+        let len16 = u16::try_from(n).map_err(|_| ())?;
+        let hdr = self.header_bytes(FrameType::Stream, sid, AAD_NONE, STREAM_OVERHEAD + n)?;
         let Some(keys) = self.keys.as_mut() else {
             return Err(());
         };
-        out.extend_from_slice(hdr.bytes());
-        let start = out.len();
-        p.encode(out).map_err(|_| ())?;
-        let tag = match out.get_mut(start..) {
-            Some(body) => keys.sealer.seal(hdr.ad(), body).map_err(|_| ())?,
-            None => return Err(()),
+        let pre = HEADROOM - STREAM_OVERHEAD;
+        let at = pre.checked_sub(hdr.len).ok_or(())?;
+        {
+            // Must match `StreamPayload::encode`: Flags u8 ‖ Offset u64 ‖ Len u16.
+            let room = piece.get_mut(at..HEADROOM).ok_or(())?;
+            let (h, prefix) = room.split_at_mut(hdr.len);
+            h.copy_from_slice(hdr.bytes());
+            let (flags, rest) = prefix.split_first_mut().ok_or(())?;
+            *flags = if fin { FLAG_FIN } else { 0 };
+            let (off, len) = rest.split_at_mut(8);
+            off.copy_from_slice(&offset.to_be_bytes());
+            len.copy_from_slice(&len16.to_be_bytes());
+        }
+        let tag = keys
+            .sealer
+            .seal(hdr.ad(), piece.get_mut(pre..).ok_or(())?)
+            .map_err(|_| ())?;
+        piece.extend_from_slice(&tag);
+        self.stats.frames_sent += 1;
+        match out {
+            Out::Flat(v) => {
+                v.extend_from_slice(piece.get(at..).unwrap_or_default());
+                self.pool.put(piece.freeze());
+            }
+            Out::Bufs { .. } => {
+                out.flush_small();
+                if let Out::Bufs { list, listed, .. } = out {
+                    bytes::Buf::advance(&mut piece, at);
+                    *listed += piece.len();
+                    list.push_back(piece.freeze());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A STREAM frame of `len` zero bytes (padding on stream 0, or an empty announcement).
+    fn seal_zeros(&mut self, out: &mut Out<'_>, sid: u32, len: usize) -> Result<(), ()> {
+        let Some(keys) = self.keys.as_mut() else {
+            return Err(());
         };
-        out.extend_from_slice(&tag);
+        seal_stream_into(
+            &mut keys.sealer,
+            self.cfg.framing,
+            out.buf(len + FRAME_ROOM),
+            sid,
+            false,
+            0,
+            len,
+            &mut |b| b.zeros(len),
+        )?;
         self.stats.frames_sent += 1;
         Ok(())
     }
 
-    fn maybe_rekey(&mut self, now: Instant, out: &mut Vec<u8>) -> Result<(), ()> {
+    fn maybe_rekey(&mut self, now: Instant, out: &mut Out<'_>) -> Result<(), ()> {
         let Some(keys) = self.keys.as_ref() else {
             return Err(());
         };
@@ -1516,7 +1793,7 @@ impl Connection {
         self.state = State::Closed;
     }
 
-    fn transmit_frames(&mut self, now: Instant, out: &mut Vec<u8>, start: usize, limit: usize) {
+    fn transmit_frames(&mut self, now: Instant, out: &mut Out<'_>, start: usize, limit: usize) {
         while out.len() - start < limit && self.state == State::Established {
             let r = match self.next_control(now, out) {
                 Some(r) => r,
@@ -1524,13 +1801,8 @@ impl Connection {
                     Some(r) => r,
                     None => match self.padding_pending.take() {
                         Some(len) => {
-                            let p = StreamPayload {
-                                fin: false,
-                                offset: 0,
-                                data: Bytes::from(vec![0u8; len]),
-                            };
                             self.stats.padding_bytes_sent += len as u64;
-                            self.seal_stream(out, 0, &p)
+                            self.seal_zeros(out, 0, len)
                         }
                         None => {
                             if self.key_update_requested {
@@ -1550,7 +1822,7 @@ impl Connection {
     }
 
     /// One control frame, if any is pending.
-    fn next_control(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<Result<(), ()>> {
+    fn next_control(&mut self, now: Instant, out: &mut Out<'_>) -> Option<Result<(), ()>> {
         if let Some(token) = self.ping_acks_out.pop_front() {
             return Some(self.seal(out, FrameType::Ping, 0, AAD_PING_ACK, token.to_vec()));
         }
@@ -1617,7 +1889,7 @@ impl Connection {
 
     /// Announces local streams below `sid` that the peer has not seen (ids must increase on
     /// the wire, PD-7): one empty STREAM frame each.
-    fn announce_below(&mut self, sid: u32, out: &mut Vec<u8>) -> Result<(), ()> {
+    fn announce_below(&mut self, sid: u32, out: &mut Out<'_>) -> Result<(), ()> {
         if sid <= self.local_announced {
             return Ok(());
         }
@@ -1634,12 +1906,7 @@ impl Connection {
                 .get(&id32)
                 .is_some_and(|s| s.send.offset == 0 && !s.send.fin_sent)
             {
-                let p = StreamPayload {
-                    fin: false,
-                    offset: 0,
-                    data: Bytes::new(),
-                };
-                self.seal_stream(out, id32, &p)?;
+                self.seal_zeros(out, id32, 0)?;
             }
             id += 2;
         }
@@ -1647,7 +1914,7 @@ impl Connection {
         Ok(())
     }
 
-    fn next_stream_frame(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<Result<(), ()>> {
+    fn next_stream_frame(&mut self, now: Instant, out: &mut Out<'_>) -> Option<Result<(), ()>> {
         let max = self.cfg.frame_data();
         while let Some(id) = self.send_queue.pop_front() {
             let Some(st) = self.streams.get_mut(&id) else {
@@ -1657,31 +1924,67 @@ impl Connection {
             if !st.send.has_output() {
                 continue;
             }
-            let pool = &mut self.pool;
-            let data = st.send.take(max, &mut || pool.get());
+            // Lower local streams the peer has not seen go first (ids increase on the wire).
+            if self.is_local(id) && self.announce_below(id, out).is_err() {
+                return Some(Err(()));
+            }
+            let Some(st) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            let Some(keys) = self.keys.as_mut() else {
+                return Some(Err(()));
+            };
             let offset = st.send.offset;
-            st.send.offset += data.len() as u64;
-            let fin = st.send.fin_pending && st.send.queued_len == 0;
+            // A whole chunk is sealed in place where `write` put it; anything else (small
+            // pieces coalesced, or a chunk cut into smaller frames) is copied straight into
+            // the output and sealed there.
+            let (whole, n) = match st.send.take_whole(max) {
+                Some(p) => {
+                    let n = p.len() - HEADROOM;
+                    (Some(p), n)
+                }
+                None => (None, st.send.queued_len.min(max as u64) as usize),
+            };
+            let left = st.send.queued_len - if whole.is_some() { 0 } else { n as u64 };
+            let fin = st.send.fin_pending && left == 0;
+            let r = match whole {
+                Some(p) => Ok(p),
+                None => {
+                    let pool = &mut self.pool;
+                    let send = &mut st.send;
+                    seal_stream_into(
+                        &mut keys.sealer,
+                        self.cfg.framing,
+                        out.buf(n + FRAME_ROOM),
+                        id,
+                        fin,
+                        offset,
+                        n,
+                        &mut |b| send.copy_out(n, b, &mut |c| pool.put(c.freeze())),
+                    )
+                    .map(|()| BytesMut::new())
+                }
+            };
+            st.send.offset += n as u64;
             if fin {
                 st.send.fin_sent = true;
             }
             let more = st.send.has_output();
             if more {
                 st.scheduled = true;
-            }
-            let done = st.is_done();
-            let len = data.len() as u64;
-            if more {
                 self.send_queue.push_back(id);
             }
-            if self.is_local(id) && self.announce_below(id, out).is_err() {
-                return Some(Err(()));
-            }
-            let p = StreamPayload { fin, offset, data };
-            let r = self.seal_stream(out, id, &p);
-            self.pool.put(p.data);
-            self.stats.stream_bytes_sent += len;
-            if len > 0 {
+            let done = st.is_done();
+            let r = match r {
+                Ok(piece) if piece.is_empty() => {
+                    self.stats.frames_sent += 1;
+                    Ok(())
+                }
+                Ok(piece) => self.seal_stream(out, id, fin, offset, piece),
+                Err(()) => Err(()),
+            };
+            self.stats.stream_bytes_sent += n as u64;
+            if n > 0 {
                 self.data_activity(now);
             }
             if done {

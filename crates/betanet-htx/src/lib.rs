@@ -22,6 +22,12 @@
 //!   transport is read straight into it and [`Connection::handle_input_owned`] takes it back;
 //!   1.2 frames are split off it and opened in place. [`Stats`] carries the RTT (latest PING
 //!   echo sample and the smoothed value).
+//! * One-copy output: [`Connection::write`] copies the application's bytes into frame-sized
+//!   chunks with room for the header in front and the tag behind; with
+//!   [`Connection::poll_transmit_bufs`] each full STREAM frame is built and sealed in place
+//!   in its chunk and handed out as its own buffer (small frames packed together) for a
+//!   vectored write, then returned with [`Connection::recycle`]. [`Connection::poll_transmit`]
+//!   gives the same bytes in one flat buffer.
 //!
 //! What it is **not**: no sockets, no tokio, no clock and no RNG reads (a ChaCha20 generator is
 //! seeded from the caller's CSPRNG at construction). Frame formats live in `betanet-wire`,

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use betanet_wire::ErrorCode;
+use betanet_wire::frame::STREAM_OVERHEAD;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::config::{GAP_LIMIT, INITIAL_STREAM_WINDOW};
@@ -26,13 +27,44 @@ impl std::fmt::Display for StreamId {
     }
 }
 
+/// Room kept in front of queued stream data for the largest frame header (12 bytes, 1.1
+/// framing) and the STREAM plaintext prefix (11 bytes): a frame is built around the data
+/// where it lies and sealed in place, without copying the data again.
+pub(crate) const HEADROOM: usize = 12 + STREAM_OVERHEAD;
+
+/// A queued piece of stream data: `buf[start..]` (what lies before `start` is headroom or
+/// data already taken).
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub buf: BytesMut,
+    pub start: usize,
+}
+
+impl Chunk {
+    /// A chunk holding `data` after [`HEADROOM`] bytes of room, in `buf` (cleared).
+    pub fn new(mut buf: BytesMut, data: &[u8]) -> Self {
+        buf.clear();
+        buf.resize(HEADROOM, 0);
+        buf.extend_from_slice(data);
+        Chunk {
+            buf,
+            start: HEADROOM,
+        }
+    }
+
+    /// Data bytes held.
+    pub fn len(&self) -> usize {
+        self.buf.len().saturating_sub(self.start)
+    }
+}
+
 /// The sending half.
 #[derive(Debug)]
 pub(crate) struct SendState {
     /// Bytes already put into frames.
     pub offset: u64,
     /// Accepted, not yet framed (already within credit).
-    pub queued: VecDeque<BytesMut>,
+    pub queued: VecDeque<Chunk>,
     pub queued_len: u64,
     /// Absolute offset the peer allows us to reach.
     pub limit: u64,
@@ -77,39 +109,44 @@ impl SendState {
         self.reset.is_some() || self.fin_sent
     }
 
-    /// Takes up to `max` queued bytes. A chunk of at least half a frame goes out as it is
-    /// (no copy); smaller ones are coalesced into a buffer from `alloc`.
-    pub fn take(&mut self, max: usize, alloc: &mut dyn FnMut() -> BytesMut) -> Bytes {
+    /// Takes the front chunk as a frame piece ([`HEADROOM`] bytes of room, then the data)
+    /// if it can go out as it is: untouched, at most `max` bytes, and at least half a frame
+    /// or the only chunk (smaller pieces are better coalesced). Its frame is then built and
+    /// sealed in place, without copying the data again.
+    pub fn take_whole(&mut self, max: usize) -> Option<BytesMut> {
         let single = self.queued.len() == 1;
-        let Some(front) = self.queued.front_mut() else {
-            return Bytes::new();
-        };
-        let n;
-        let out = if front.len() >= max / 2 || single {
-            n = front.len().min(max);
-            let b = front.split_to(n).freeze();
-            if front.is_empty() {
-                self.queued.pop_front();
+        let front = self.queued.front()?;
+        if front.start == HEADROOM && front.len() <= max && (front.len() >= max / 2 || single) {
+            let c = self.queued.pop_front()?;
+            self.queued_len -= c.len() as u64;
+            return Some(c.buf);
+        }
+        None
+    }
+
+    /// Appends `n` queued bytes (at most `queued_len`) to `dst`; chunks emptied go to `spent`.
+    pub fn copy_out(
+        &mut self,
+        n: usize,
+        dst: &mut dyn crate::connection::FrameBuf,
+        spent: &mut dyn FnMut(BytesMut),
+    ) {
+        let mut done = 0;
+        while done < n {
+            let Some(c) = self.queued.front_mut() else {
+                break;
+            };
+            let k = c.len().min(n - done);
+            dst.extend(c.buf.get(c.start..c.start + k).unwrap_or_default());
+            c.start += k;
+            done += k;
+            if c.len() == 0
+                && let Some(c) = self.queued.pop_front()
+            {
+                spent(c.buf);
             }
-            b
-        } else {
-            let mut v = alloc();
-            while v.len() < max {
-                let Some(c) = self.queued.front_mut() else {
-                    break;
-                };
-                let k = c.len().min(max - v.len());
-                v.extend_from_slice(c.get(..k).unwrap_or_default());
-                c.advance(k);
-                if c.is_empty() {
-                    self.queued.pop_front();
-                }
-            }
-            n = v.len();
-            v.freeze()
-        };
-        self.queued_len -= n as u64;
-        out
+        }
+        self.queued_len -= done as u64;
     }
 
     /// Drops everything queued; returns the number of bytes dropped.
@@ -418,22 +455,49 @@ mod tests {
     }
 
     #[test]
-    fn send_take_coalesces() {
+    fn send_take_whole_or_copy() {
         let mut s = SendState::new();
+        let push = |s: &mut SendState, c: &[u8]| {
+            s.queued
+                .push_back(Chunk::new(BytesMut::with_capacity(64), c));
+            s.queued_len += c.len() as u64;
+        };
         for c in [b"ab".as_slice(), b"cd", b"efg"] {
-            s.queued.push_back(BytesMut::from(c));
-            s.queued_len += c.len() as u64;
+            push(&mut s, c);
         }
-        let mut alloc = || BytesMut::with_capacity(16);
-        assert_eq!(&s.take(8, &mut alloc)[..], b"abcdefg");
-        assert_eq!(s.queued_len, 0);
-        assert!(s.take(8, &mut alloc).is_empty());
-        // A chunk of at least half a frame is sent without coalescing.
+        // Small pieces are not taken whole while others follow: they are coalesced.
+        assert!(s.take_whole(8).is_none());
+        let mut out = Vec::new();
+        let mut spent = 0;
+        s.copy_out(7, &mut out, &mut |_| spent += 1);
+        assert_eq!(out, b"abcdefg");
+        assert_eq!((spent, s.queued_len), (3, 0));
+        // A chunk of at least half a frame is taken whole: the same buffer, data after the
+        // headroom.
         for c in [b"abcd".as_slice(), b"ef"] {
-            s.queued.push_back(BytesMut::from(c));
-            s.queued_len += c.len() as u64;
+            push(&mut s, c);
         }
-        assert_eq!(&s.take(8, &mut alloc)[..], b"abcd");
-        assert_eq!(&s.take(8, &mut alloc)[..], b"ef");
+        let ptr = s.queued.front().unwrap().buf.as_ptr();
+        let p = s.take_whole(8).unwrap();
+        assert_eq!(p.as_ptr(), ptr);
+        assert_eq!(&p[HEADROOM..], b"abcd");
+        // The last chunk goes whole even when small.
+        assert_eq!(&s.take_whole(8).unwrap()[HEADROOM..], b"ef");
+        assert_eq!(s.queued_len, 0);
+        // A chunk bigger than a frame is copied frame by frame.
+        push(&mut s, b"0123456789");
+        assert!(s.take_whole(4).is_none());
+        let mut out = BytesMut::new();
+        s.copy_out(4, &mut out, &mut |_| {});
+        s.copy_out(4, &mut out, &mut |_| {});
+        assert_eq!(&out[..], b"01234567");
+        assert!(
+            s.take_whole(4).is_none(),
+            "a partly sent chunk has no headroom left"
+        );
+        s.copy_out(2, &mut out, &mut |_| {});
+        assert_eq!(&out[..], b"0123456789");
+        assert_eq!(s.queued_len, 0);
+        assert!(s.queued.is_empty());
     }
 }

@@ -2,11 +2,11 @@
 //! `AsyncWrite` into ours (h2 flow control respected: capacity is reserved before sending,
 //! received bytes are released as they are consumed).
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -100,6 +100,48 @@ impl AsyncWrite for H2Io {
                 Some(Ok(_)) => {}
             }
         }
+    }
+
+    /// Gathers up to the granted capacity from several buffers into one DATA chunk: the
+    /// driver then hands over the engine's frame buffers without first copying them into
+    /// one flat buffer.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let want = total.min(MAX_SEND);
+        loop {
+            let cap = this.send.capacity();
+            if cap > 0 {
+                let n = cap.min(want);
+                let mut chunk = BytesMut::with_capacity(n);
+                for b in bufs {
+                    let k = (n - chunk.len()).min(b.len());
+                    chunk.extend_from_slice(b.get(..k).unwrap_or_default());
+                    if chunk.len() == n {
+                        break;
+                    }
+                }
+                this.send.send_data(chunk.freeze(), false).map_err(h2_err)?;
+                return Poll::Ready(Ok(n));
+            }
+            this.send.reserve_capacity(want);
+            match ready!(this.send.poll_capacity(cx)) {
+                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                Some(Err(e)) => return Poll::Ready(Err(h2_err(e))),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
