@@ -11,10 +11,17 @@
 //! 0x04 ESTABLISH_RV   | cookie(16) | SURB                        client -> rendezvous point
 //! 0x05 RV_DATA        | cookie(16) | side(1) | SURB | data       either side -> rendezvous point
 //! 0x06 RV_SEND        | cookie(16) | side(1) | n(1) | SURB×n | data   (n ≤ 2, data may be empty)
+//! 0x07 HSDIR_PUBLISH  | has_surb(1) | [SURB] | descriptor       service -> directory node
+//! 0x08 HSDIR_LOOKUP   | service_id(32) | SURB                   client -> directory node
 //! 0x11 RESPONSE       | data                                     exit -> client (via SURB)
 //! 0x13 INTRO_FORWARD  | sealed intro                            intro point -> service (via SURB)
 //! 0x15 RV_FORWARD     | cookie(16) | data                        rendezvous point -> peer (via SURB)
+//! 0x17 HSDIR_PUBLISHED| status(1) | service_id(32)             directory -> service (via SURB)
+//! 0x18 HSDIR_RESULT   | found(1) | service_id(32) | [descriptor] directory -> client (via SURB)
 //! ```
+//!
+//! Every node is also a hidden-service directory ([`crate::hsdir`]): it stores verified
+//! descriptors and answers lookups through the requester's reply block.
 //!
 //! `ESTABLISH_INTRO`'s signature covers `"bn-hs-intro" ‖ intro_node_id ‖ ts`, so only the
 //! holder of the service key can register SURBs for its id at an introduction point, and a
@@ -41,6 +48,7 @@ use tokio::task::JoinHandle;
 use crate::crypto::MixPublicKey;
 use crate::descriptor::id_of;
 use crate::error::MixError;
+use crate::hsdir::{self, HsDirReply, HsDirRequest, HsDirStore, PublishStatus};
 use crate::node::{Delivery, PacketSender};
 use crate::packet::{NodeAddr, SURB_LEN, Surb};
 use crate::select::MixNodeInfo;
@@ -211,6 +219,12 @@ pub struct ExitAppStats {
     pub rv_relayed: u64,
     /// Messages rejected (bad format, bad signature, no SURB available, ...).
     pub rejected: u64,
+    /// Hidden-service descriptors stored (directory role).
+    pub descriptors_stored: u64,
+    /// Hidden-service descriptor publications refused (forged, expired, older, ...).
+    pub descriptors_refused: u64,
+    /// Descriptor lookups answered (found or not).
+    pub descriptor_lookups: u64,
 }
 
 /// Bounded SURB queues keyed by id: at most `MAX_KEYS` keys (oldest key evicted), `per_key`
@@ -331,6 +345,7 @@ pub struct ExitApp {
     rv: SurbTable<RvKey>,
     /// Relayed messages waiting for a SURB of the side they go to.
     rv_waiting: Waiting,
+    hsdir: HsDirStore,
     stats: ExitAppStats,
 }
 
@@ -358,6 +373,7 @@ impl ExitApp {
             intros: SurbTable::new(MAX_SURBS_PER_KEY, MAX_KEYS * MAX_SURBS_PER_KEY),
             rv: SurbTable::new(MAX_RV_SURBS_PER_KEY, MAX_RV_SURBS_TOTAL),
             rv_waiting: Waiting::default(),
+            hsdir: HsDirStore::new(),
             stats: ExitAppStats::default(),
         }
     }
@@ -473,6 +489,32 @@ impl ExitApp {
                 let data = m.get(data_off..).unwrap_or_default();
                 if !data.is_empty() {
                     self.relay(cookie, side, data, &mut out)?;
+                }
+            }
+            hsdir::kind::HSDIR_PUBLISH | hsdir::kind::HSDIR_LOOKUP => {
+                match HsDirRequest::decode(m)? {
+                    HsDirRequest::Publish { surb, descriptor } => {
+                        let (status, service_id) = self.hsdir.insert(&descriptor, now);
+                        if status == PublishStatus::Stored {
+                            self.stats.descriptors_stored += 1;
+                        } else {
+                            self.stats.descriptors_refused += 1;
+                            tracing::debug!(?status, "descriptor publication refused");
+                        }
+                        if let Some(s) = surb {
+                            let ack = HsDirReply::Published { status, service_id };
+                            out.push(s.into_packet(&ack.encode())?);
+                        }
+                    }
+                    HsDirRequest::Lookup { service_id, surb } => {
+                        self.stats.descriptor_lookups += 1;
+                        let descriptor = self.hsdir.get(&service_id, now).map(<[u8]>::to_vec);
+                        let r = HsDirReply::Result {
+                            service_id,
+                            descriptor,
+                        };
+                        out.push(surb.into_packet(&r.encode())?);
+                    }
                 }
             }
             other => return Err(MixError::UnknownCommand(other)),
@@ -673,6 +715,53 @@ mod tests {
         assert_eq!(app.stats().rejected, 3);
         app.handle(&rv_send(&c2, Side::Client, &[], b"q"), 0);
         assert_eq!(app.stats().rejected, 4);
+    }
+
+    #[test]
+    fn directory_role_stores_verified_descriptors_and_answers_lookups() {
+        use crate::descriptor::{IntroPoint, ServiceDescriptor};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let mut app = ExitApp::new([9; 32], None);
+        let sk = SigningKey::from_bytes(&[6; 32]);
+        let ip = IntroPoint {
+            node_id: [1; 32],
+            addr: NodeAddr("127.0.0.1:5".parse().unwrap()),
+            key_epoch: 1,
+            key: MixPublicKey([2; 32]),
+        };
+        let d = ServiceDescriptor::sign(&sk, MixPublicKey([3; 32]), 900, 2000, vec![ip]);
+        // publish with a reply block: one ack packet; without: none
+        let out = app.handle(&hsdir::publish(Some(&surb(&mut rng)), &d), 1000);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.len(), PacketSize::K2.len());
+        assert!(app.handle(&hsdir::publish(None, &d), 1000).is_empty());
+        assert_eq!(app.stats().descriptors_stored, 2);
+        // forged: refused (counted), the good one stays
+        let mut f = d.clone();
+        f[100] ^= 1;
+        app.handle(&hsdir::publish(None, &f), 1000);
+        assert_eq!(app.stats().descriptors_refused, 1);
+        let sid = id_of(&sk.verifying_key().to_bytes());
+        assert_eq!(app.hsdir.get(&sid, 1000), Some(&d[..]));
+        // lookups are answered through the reply block, found or not
+        assert_eq!(
+            app.handle(&hsdir::lookup(&sid, &surb(&mut rng)), 1000)
+                .len(),
+            1
+        );
+        assert_eq!(
+            app.handle(&hsdir::lookup(&[0; 32], &surb(&mut rng)), 1000)
+                .len(),
+            1
+        );
+        assert_eq!(app.stats().descriptor_lookups, 2);
+        // malformed lookup: rejected
+        let mut bad = hsdir::lookup(&sid, &surb(&mut rng));
+        bad.pop();
+        assert!(app.handle(&bad, 1000).is_empty());
+        assert_eq!(app.stats().rejected, 1);
+        // after expiry the directory forgets it
+        assert_eq!(app.hsdir.get(&sid, 2001), None);
     }
 
     #[test]

@@ -38,6 +38,7 @@ use crate::descriptor::{
 };
 use crate::error::MixError;
 use crate::hs_stream::{self, Chunk, CounterWindow, Reassembler, ReplyBudget};
+use crate::hsdir::{self, HSDIR_REPLICAS, HsDirReply, PublishStatus};
 use crate::node::{CTRL_DESCRIBE, read_frame, write_frame};
 use crate::packet::{
     self, MAX_HOPS, NodeAddr, PacketSize, RouteHop, SURB_ID_LEN, Surb, SurbSecret,
@@ -646,6 +647,169 @@ impl MixClient {
     }
 }
 
+/// The answer of one directory node to a publication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishAck {
+    /// The directory node.
+    pub node: MixNodeInfo,
+    /// Its answer; `None` if the publication could not be sent or no answer came in time.
+    pub status: Option<PublishStatus>,
+}
+
+impl MixClient {
+    /// The known nodes responsible for `service_id` on directory day `day`
+    /// ([`hsdir::responsible`], [`HSDIR_REPLICAS`] of them), nearest first.
+    pub fn hsdirs(&self, service_id: &[u8; 32], day: u64) -> Vec<MixNodeInfo> {
+        hsdir::responsible(&lock(&self.inner.nodes), service_id, day, HSDIR_REPLICAS)
+    }
+
+    fn hsdirs_for_days(&self, service_id: &[u8; 32], days: &[u64]) -> Vec<MixNodeInfo> {
+        let mut out: Vec<MixNodeInfo> = Vec::new();
+        for &d in days {
+            for n in self.hsdirs(service_id, d) {
+                if !out.iter().any(|o| o.id == n.id) {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+
+    /// Publishes a signed service `descriptor` to the directory nodes responsible for its id
+    /// today and tomorrow (UTC days of `now`), each over a 3-hop route ending at the directory
+    /// (so the directory does not learn the publisher's address), and waits up to `wait` for
+    /// their acknowledgements (which come back through reply blocks). Returns one
+    /// [`PublishAck`] per directory node.
+    pub async fn publish_descriptor(
+        &self,
+        descriptor: &[u8],
+        now: u64,
+        wait: Duration,
+    ) -> Result<Vec<PublishAck>, MixError> {
+        if descriptor.len() > hsdir::MAX_HSDIR_DESCRIPTOR {
+            return Err(MixError::BadHsDir("descriptor too large for a directory"));
+        }
+        let sid = UncheckedServiceDescriptor::decode(descriptor)?.service_id();
+        let day = hsdir::epoch_day(now);
+        let dirs = self.hsdirs_for_days(&sid, &[day, day + 1]);
+        if dirs.is_empty() {
+            return Err(MixError::NotEnoughNodes { need: 1, have: 0 });
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut waiting = Vec::with_capacity(dirs.len());
+        for d in &dirs {
+            let (tx, rx) = mpsc::channel(1);
+            let sent = async {
+                let surb = self.make_surb(&self.reply_route(2)?, tx)?;
+                self.send_message(
+                    &self.route_to(d, 3)?,
+                    &hsdir::publish(Some(&surb), descriptor),
+                )
+                .await
+            }
+            .await;
+            if let Err(e) = &sent {
+                tracing::debug!(error = %e, "descriptor publication not sent");
+            }
+            waiting.push((*d, sent.is_ok().then_some(rx)));
+        }
+        let mut acks = Vec::with_capacity(waiting.len());
+        for (node, rx) in waiting {
+            let mut status = None;
+            if let Some(mut rx) = rx
+                && let Ok(Some(m)) = tokio::time::timeout_at(deadline, rx.recv()).await
+                && let Ok(HsDirReply::Published {
+                    status: st,
+                    service_id,
+                }) = HsDirReply::decode(&m)
+                && service_id == sid
+            {
+                status = Some(st);
+            }
+            acks.push(PublishAck { node, status });
+        }
+        self.forget_abandoned();
+        Ok(acks)
+    }
+
+    /// Looks up the descriptor of `url` (`betanet://<id>`) at the directory nodes responsible
+    /// for its id today and yesterday, through the mixnet (each lookup carries a reply block;
+    /// the directory learns the id asked for, not who asked). Returns the first answer that
+    /// verifies (signature, id, validity at the current time). Fails with
+    /// [`MixError::DescriptorNotFound`] when the directories that answered hold none, and
+    /// [`MixError::LookupTimeout`] when none answered within `wait`.
+    pub async fn lookup_descriptor(&self, url: &str, wait: Duration) -> Result<Vec<u8>, MixError> {
+        let sid = parse_service_url(url)?;
+        let now = unix_now();
+        let day = hsdir::epoch_day(now);
+        let dirs = self.hsdirs_for_days(&sid, &[day, day.saturating_sub(1)]);
+        if dirs.is_empty() {
+            return Err(MixError::NotEnoughNodes { need: 1, have: 0 });
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let (tx, mut rx) = mpsc::channel(dirs.len());
+        let mut asked = 0usize;
+        for d in &dirs {
+            let sent = async {
+                let surb = self.make_surb(&self.reply_route(2)?, tx.clone())?;
+                self.send_message(&self.route_to(d, 3)?, &hsdir::lookup(&sid, &surb))
+                    .await
+            }
+            .await;
+            match sent {
+                Ok(()) => asked += 1,
+                Err(e) => tracing::debug!(error = %e, "descriptor lookup not sent"),
+            }
+        }
+        drop(tx);
+        let mut answered = 0usize;
+        let result = loop {
+            if answered >= asked {
+                break Err(MixError::DescriptorNotFound { asked });
+            }
+            let Ok(Some(m)) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                break Err(if answered == 0 {
+                    MixError::LookupTimeout { asked, answered }
+                } else {
+                    MixError::DescriptorNotFound { asked }
+                });
+            };
+            let Ok(HsDirReply::Result {
+                service_id,
+                descriptor,
+            }) = HsDirReply::decode(&m)
+            else {
+                continue;
+            };
+            if service_id != sid {
+                continue;
+            }
+            answered += 1;
+            if let Some(d) = descriptor {
+                match UncheckedServiceDescriptor::decode(&d).and_then(|u| u.verify(&sid, now)) {
+                    Ok(_) => break Ok(d),
+                    Err(e) => tracing::debug!(error = %e, "directory answered a bad descriptor"),
+                }
+            }
+        };
+        drop(rx);
+        self.forget_abandoned();
+        result
+    }
+
+    /// [`MixClient::lookup_descriptor`] then [`MixClient::connect_service`]: reaches a hidden
+    /// service knowing only its `betanet://` id (`wait` bounds each step).
+    pub async fn connect_service_by_id(
+        &self,
+        url: &str,
+        now: u64,
+        wait: Duration,
+    ) -> Result<HsSession, MixError> {
+        let d = self.lookup_descriptor(url, wait).await?;
+        self.connect_service(url, &d, now, wait).await
+    }
+}
+
 /// A client's connection to a hidden service through a rendezvous point; data is sealed end to
 /// end (ChaCha20-Poly1305, keys from X25519 with the service's descriptor key).
 pub struct HsSession {
@@ -963,6 +1127,17 @@ impl HiddenService {
             })
             .collect();
         ServiceDescriptor::sign(&self.key, self.x25519.public(), from, until, ips)
+    }
+
+    /// Publishes `descriptor` (from [`HiddenService::descriptor`]) to the responsible
+    /// directory nodes ([`MixClient::publish_descriptor`]).
+    pub async fn publish_descriptor(
+        &self,
+        descriptor: &[u8],
+        now: u64,
+        wait: Duration,
+    ) -> Result<Vec<PublishAck>, MixError> {
+        self.client.publish_descriptor(descriptor, now, wait).await
     }
 
     /// Handles the next message (introduction or client data), answering data with

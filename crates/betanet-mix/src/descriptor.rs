@@ -249,6 +249,21 @@ impl UncheckedServiceDescriptor {
         })
     }
 
+    /// The id the descriptor claims (`SHA-256(service_pub)`; meaningful once verified).
+    pub fn service_id(&self) -> [u8; 32] {
+        id_of(&self.desc.service_pub)
+    }
+
+    /// Claimed validity start (unix seconds; meaningful once verified).
+    pub fn valid_from(&self) -> u64 {
+        self.desc.valid_from
+    }
+
+    /// Claimed validity end (unix seconds; meaningful once verified).
+    pub fn valid_until(&self) -> u64 {
+        self.desc.valid_until
+    }
+
     /// Verifies that the descriptor belongs to `expected_id` (the `betanet://` id the client
     /// asked for), that the signature is valid, and that `now` (unix seconds) is inside the
     /// validity window.

@@ -124,6 +124,23 @@ pub enum MixError {
         /// Chunks in the message (0 if no chunk arrived).
         total: usize,
     },
+    /// A hidden-service directory message is malformed.
+    #[error("malformed hidden-service directory message: {0}")]
+    BadHsDir(&'static str),
+    /// Every responsible directory answered and none holds a valid descriptor for the id.
+    #[error("no directory holds a valid descriptor for this service id ({asked} asked)")]
+    DescriptorNotFound {
+        /// Directory nodes asked.
+        asked: usize,
+    },
+    /// Directory nodes did not answer in time.
+    #[error("descriptor lookup timed out ({answered} of {asked} directories answered)")]
+    LookupTimeout {
+        /// Directory nodes asked.
+        asked: usize,
+        /// Answers received.
+        answered: usize,
+    },
 }
 
 impl MixError {

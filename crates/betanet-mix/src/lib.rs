@@ -22,6 +22,9 @@
 //! * [`client`]: the client API mirroring the seed's `BetanetTransport` (`discover_nodes`,
 //!   `build_circuit`, `send_packet`, `close_circuit`, `get_stats`) and hidden services
 //!   (`HsSession::fetch` / `HiddenService::serve`: messages up to 4 MiB over a rendezvous).
+//! * [`hsdir`]: hidden-service directories: which mixnodes hold a service's descriptor
+//!   (XOR-closest to `SHA-256("bn-hsdir" ‖ id ‖ day)`), the publish/lookup messages and the
+//!   bounded, verifying descriptor store a directory node keeps.
 //! * [`hs_stream`]: the sans-IO chunking, reassembly, counter window and reply-block budget
 //!   behind those hidden-service messages.
 //!
@@ -42,6 +45,7 @@ pub mod delay;
 pub mod descriptor;
 pub mod error;
 pub mod hs_stream;
+pub mod hsdir;
 pub mod keys;
 pub mod node;
 pub mod packet;

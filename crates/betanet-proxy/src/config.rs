@@ -52,6 +52,76 @@ pub struct ProxyConfig {
     /// The Betanet sites this proxy can reach.
     #[serde(default, rename = "site")]
     pub sites: Vec<SiteConfig>,
+    /// The mixnet, for hidden services (`<64 hex service id>.betanet` and `[[mix.alias]]`
+    /// names); absent = no hidden services.
+    #[serde(default)]
+    pub mix: Option<MixSettings>,
+}
+
+/// The `[mix]` table: how the proxy reaches hidden services through the mixnet.
+///
+/// ```toml
+/// [mix]
+/// seeds = ["127.0.0.1:9000"]          # mixnodes asked for their signed descriptors
+/// lookup_timeout_secs = 15            # descriptor lookup, and again for the rendezvous join
+/// fetch_timeout_secs = 25             # one request/response through the rendezvous
+///
+/// [[mix.alias]]                       # optional friendly names
+/// host = "hidden.bn"
+/// service = "<64 hex service id>"
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixSettings {
+    /// Mixnode addresses (their length-prefixed TCP ingress) to discover the node set from.
+    pub seeds: Vec<SocketAddr>,
+    /// Where mix replies arrive (default `127.0.0.1:0`; mixnodes must reach it).
+    #[serde(default = "default_reply_listen")]
+    pub reply_listen: SocketAddr,
+    /// Seconds for a descriptor lookup (and, separately, for joining the rendezvous).
+    #[serde(default = "default_lookup_timeout")]
+    pub lookup_timeout_secs: u64,
+    /// Seconds for one request/response exchange through the rendezvous.
+    #[serde(default = "default_fetch_timeout")]
+    pub fetch_timeout_secs: u64,
+    /// Friendly host names for hidden services.
+    #[serde(default, rename = "alias")]
+    pub aliases: Vec<HsAliasConfig>,
+}
+
+impl MixSettings {
+    /// Settings with `seeds` and default timeouts, no aliases.
+    pub fn new(seeds: Vec<SocketAddr>) -> Self {
+        MixSettings {
+            seeds,
+            reply_listen: default_reply_listen(),
+            lookup_timeout_secs: default_lookup_timeout(),
+            fetch_timeout_secs: default_fetch_timeout(),
+            aliases: Vec::new(),
+        }
+    }
+}
+
+/// One `[[mix.alias]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HsAliasConfig {
+    /// Host name applications use.
+    pub host: String,
+    /// The hidden service's id (64 hex digits, as in `betanet://<id>`).
+    pub service: String,
+}
+
+/// If `host` is `<64 lowercase-able hex>.betanet`, the service id it names.
+pub fn hidden_service_id(host: &str) -> Option<[u8; 32]> {
+    let h = normalize_host(host);
+    let label = h.strip_suffix(".betanet")?;
+    if label.len() != 64 {
+        return None;
+    }
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(label, &mut id).ok()?;
+    Some(id)
 }
 
 /// One `[[site]]` entry.
@@ -133,6 +203,15 @@ fn default_body_timeout() -> u64 {
 fn default_pool_size() -> usize {
     2
 }
+fn default_reply_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+fn default_lookup_timeout() -> u64 {
+    15
+}
+fn default_fetch_timeout() -> u64 {
+    25
+}
 fn default_transport() -> String {
     "tcp12".to_owned()
 }
@@ -210,6 +289,7 @@ impl ProxyConfig {
             pool_size: default_pool_size(),
             classic_handshake: false,
             sites: Vec::new(),
+            mix: None,
         }
     }
 
@@ -226,7 +306,56 @@ impl ProxyConfig {
                 return Err(ProxyError::config(key, "must be at least 1"));
             }
         }
+        self.hidden_aliases()?;
         Ok(())
+    }
+
+    /// Validates the `[mix]` table; returns the aliases as `(host, service id)`.
+    pub fn hidden_aliases(&self) -> Result<Vec<(String, [u8; 32])>, ProxyError> {
+        let Some(m) = &self.mix else {
+            return Ok(Vec::new());
+        };
+        if m.seeds.is_empty() {
+            return Err(ProxyError::config(
+                "mix.seeds",
+                "must list at least one mixnode address, e.g. [\"127.0.0.1:9000\"]",
+            ));
+        }
+        for (key, v) in [
+            ("mix.lookup_timeout_secs", m.lookup_timeout_secs),
+            ("mix.fetch_timeout_secs", m.fetch_timeout_secs),
+        ] {
+            if v == 0 {
+                return Err(ProxyError::config(key, "must be at least 1"));
+            }
+        }
+        if m.fetch_timeout_secs >= self.response_timeout_secs {
+            return Err(ProxyError::config(
+                "mix.fetch_timeout_secs",
+                format!(
+                    "must be below response_timeout_secs ({}) so a slow hidden service gets a \
+                     504 rather than a cut exchange",
+                    self.response_timeout_secs
+                ),
+            ));
+        }
+        let mut out: Vec<(String, [u8; 32])> = Vec::with_capacity(m.aliases.len());
+        for (i, a) in m.aliases.iter().enumerate() {
+            let host = normalize_host(&a.host);
+            if !crate::socks::valid_host(&host) || out.iter().any(|(h, _)| *h == host) {
+                return Err(ProxyError::config(
+                    format!("mix.alias[{i}].host"),
+                    "must be a host name such as \"hidden.bn\", listed once",
+                ));
+            }
+            let id: [u8; 32] = hex_array(
+                &format!("mix.alias[{i}].service"),
+                a.service.strip_prefix("betanet://").unwrap_or(&a.service),
+                "the hidden service id, as in betanet://<id>",
+            )?;
+            out.push((host, id));
+        }
+        Ok(out)
     }
 
     /// Header timeout as a duration.

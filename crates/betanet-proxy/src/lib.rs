@@ -10,21 +10,25 @@
 //! * [`socks`]: sans-IO SOCKS5 parsing and protocol detection.
 //! * [`connector`]: one pooled, multiplexed HTX connector per site (the gateway's
 //!   `HtxConnector` for `tcp12`, a TLS-carriage equivalent for `tls`).
+//! * [`hidden`]: hidden services through the mixnet (`<service id>.betanet`, `[mix]`
+//!   table): descriptor lookup in the mixnet's directories, one rendezvous session per id,
+//!   each BAR exchange carried as one `HsSession::fetch`.
 //! * [`server`]: [`Proxy`]: every HTTP request (absolute-form, or HTTP/1.1 inside a SOCKS5 /
 //!   CONNECT tunnel, served with hyper) becomes one BAR exchange on a fresh HTX stream
 //!   (`betanet_gateway::barmap`), bodies streamed both ways.
 //!
 //! What it is **not**: there is no clearnet exit — hosts that are not configured sites are
 //! refused (SOCKS5 reply 0x02, HTTP 502 with a plain explanation); it is not a TLS
-//! man-in-the-middle (tunnels to port 443 and tunnels that start with TLS are refused); no mix
-//! hops yet (flow 3).
+//! man-in-the-middle (tunnels to port 443 and tunnels that start with TLS are refused). Mix
+//! hops are used only for hidden services; configured HTX sites are dialed directly.
 
 pub mod config;
 pub mod connector;
 mod error;
+pub mod hidden;
 pub mod server;
 pub mod socks;
 
-pub use config::{ProxyConfig, SiteConfig};
+pub use config::{HsAliasConfig, MixSettings, ProxyConfig, SiteConfig};
 pub use error::ProxyError;
 pub use server::Proxy;

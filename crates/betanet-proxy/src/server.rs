@@ -20,8 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::ProxyError;
-use crate::config::{ProxyConfig, Site, find_site};
+use crate::config::{ProxyConfig, Site, find_site, normalize_host};
 use crate::connector::site_connector;
+use crate::hidden::HiddenServices;
 use crate::socks::{self, Detected, Reply};
 
 /// The most bytes of SOCKS messages buffered before giving up.
@@ -41,14 +42,43 @@ struct Shared {
     connect_timeout: Duration,
     limits: ExchangeLimits,
     latency: Histogram,
+    /// Hidden services through the mixnet, when `[mix]` is configured.
+    hidden: Option<HiddenServices>,
     /// Flips to `true` on shutdown (ends CONNECT tunnels, which run on their own tasks).
     stop: watch::Receiver<bool>,
+}
+
+/// Where a host name leads.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// A configured HTX site.
+    Site(&'a Route),
+    /// A hidden service (its id), through the mixnet.
+    Hidden([u8; 32]),
 }
 
 impl Shared {
     fn route(&self, host: &str) -> Option<&Route> {
         let site = find_site(&self.sites, host)?;
         self.routes.iter().find(|r| r.site.host == site.host)
+    }
+
+    fn target(&self, host: &str) -> Option<Target<'_>> {
+        if let Some(r) = self.route(host) {
+            return Some(Target::Site(r));
+        }
+        self.hidden
+            .as_ref()
+            .and_then(|h| h.resolve(host))
+            .map(Target::Hidden)
+    }
+
+    /// The name a tunnel keeps to find its target again.
+    fn target_name(t: Target<'_>, host: &str) -> String {
+        match t {
+            Target::Site(r) => r.site.host.clone(),
+            Target::Hidden(_) => normalize_host(host),
+        }
     }
 }
 
@@ -73,6 +103,10 @@ impl Proxy {
             betanet_net::PqMode::Hybrid
         };
         let connect_timeout = Duration::from_secs(config.connect_timeout_secs);
+        let hidden = match &config.mix {
+            Some(m) => Some(HiddenServices::start(m, config.hidden_aliases()?).await?),
+            None => None,
+        };
         let mut routes = Vec::with_capacity(sites.len());
         for site in &sites {
             let connector = site_connector(site, &identity, config.pool_size, connect_timeout, pq)?;
@@ -93,6 +127,7 @@ impl Proxy {
                 response_timeout: Duration::from_secs(config.response_timeout_secs),
             },
             latency: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            hidden,
         });
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             ProxyError::config(
@@ -247,7 +282,7 @@ async fn socks5(
         read_more(&mut tcp, &mut buf, deadline).await?;
     };
     let host = request.target.to_string();
-    let Some(route) = shared.route(&host) else {
+    let Some(target) = shared.target(&host) else {
         tracing::debug!(host = %host, "SOCKS5: not a configured Betanet site; refused (no clearnet exit)");
         tcp.write_all(&socks::reply(Reply::NotAllowed)).await?;
         return Ok(());
@@ -260,7 +295,7 @@ async fn socks5(
         tcp.write_all(&socks::reply(Reply::NotAllowed)).await?;
         return Ok(());
     }
-    let site_host = route.site.host.clone();
+    let site_host = Shared::target_name(target, &host);
     tcp.write_all(&socks::reply(Reply::Succeeded)).await?;
     tracing::debug!(site = %site_host, "SOCKS5 tunnel open");
     serve_tunnel(shared, site_host, tcp, buf, deadline).await
@@ -293,8 +328,8 @@ where
         let shared = shared.clone();
         let site_host = site_host.clone();
         async move {
-            let resp = match shared.route(&site_host) {
-                Some(route) => forward(&shared, route, req).await,
+            let resp = match shared.target(&site_host) {
+                Some(t) => forward(&shared, t, &site_host, req).await,
                 None => text(StatusCode::BAD_GATEWAY, "site vanished\n"),
             };
             Ok::<_, Infallible>(resp)
@@ -357,12 +392,12 @@ async fn proxy_request(shared: Arc<Shared>, req: Request<Incoming>) -> Response<
             "this is a proxy: send absolute-form requests (curl -x) or CONNECT\n",
         );
     };
-    let Some(route) = shared.route(&host) else {
+    let Some(target) = shared.target(&host) else {
         tracing::debug!(host = %host, "HTTP: not a configured Betanet site; refused (no clearnet exit)");
         return text(StatusCode::BAD_GATEWAY, not_a_site_body(&host));
     };
     if req.method() != Method::CONNECT {
-        return forward(&shared, route, req).await;
+        return forward(&shared, target, &host, req).await;
     }
     if req.uri().port_u16() == Some(443) {
         tracing::debug!(host = %host, "CONNECT to port 443 refused: not a MITM");
@@ -373,7 +408,7 @@ async fn proxy_request(shared: Arc<Shared>, req: Request<Incoming>) -> Response<
              already encrypts and authenticates the site.\n",
         );
     }
-    let site_host = route.site.host.clone();
+    let site_host = Shared::target_name(target, &host);
     let deadline = tokio::time::Instant::now() + shared.header_timeout;
     let shared2 = shared.clone();
     let mut stop = shared.stop.clone();
@@ -414,10 +449,18 @@ async fn open(shared: &Shared, route: &Route) -> io::Result<betanet_gateway::Box
     Err(last)
 }
 
-async fn forward(shared: &Shared, route: &Route, req: Request<Incoming>) -> Response<GwBody> {
+async fn forward(
+    shared: &Shared,
+    target: Target<'_>,
+    host: &str,
+    req: Request<Incoming>,
+) -> Response<GwBody> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let site = &route.site.host;
+    let site = match target {
+        Target::Site(r) => r.site.host.clone(),
+        Target::Hidden(_) => normalize_host(host),
+    };
     let Some(framed) =
         barmap::request_head_framed(&parts.method, &parts.uri, &parts.headers, true, "/")
     else {
@@ -426,14 +469,25 @@ async fn forward(shared: &Shared, route: &Route, req: Request<Incoming>) -> Resp
             "request head too large for BAR\n",
         );
     };
-    let stream = match open(shared, route).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::info!(site = %site, error = %e, "site unreachable");
-            return text(
-                StatusCode::BAD_GATEWAY,
-                format!("Betanet site {site} is unreachable over HTX: {e}\n"),
-            );
+    let stream = match target {
+        Target::Site(route) => match open(shared, route).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::info!(site = %site, error = %e, "site unreachable");
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("Betanet site {site} is unreachable over HTX: {e}\n"),
+                );
+            }
+        },
+        Target::Hidden(id) => {
+            let Some(hs) = shared.hidden.as_ref() else {
+                return text(StatusCode::BAD_GATEWAY, "no [mix] configured\n");
+            };
+            match hs.open(&site, id).await {
+                Ok(s) => s,
+                Err(f) => return text(f.status, f.message),
+            }
         }
     };
     let bodyless = parts.method == Method::HEAD;

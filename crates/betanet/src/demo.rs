@@ -189,7 +189,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
     let dir = tempfile::Builder::new().prefix("betanet-demo-").tempdir()?;
     if args.hidden_service {
-        return crate::demo_hidden::run(args.mixnodes, args.mix_delay_ms, args.check, dir.path()).await;
+        return crate::demo_hidden::run(args.mixnodes, args.mix_delay_ms, args.check, dir.path())
+            .await;
     }
     println!("Betanet demo — everything runs on this machine, on 127.0.0.1 only.");
     println!();

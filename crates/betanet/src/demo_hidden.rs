@@ -3,9 +3,13 @@
 //! In one process, on 127.0.0.1: N mixnodes (real `betanet-mix` nodes with their exit
 //! application: introduction and rendezvous points), a hidden service that answers BAR
 //! requests with a real `betanet_app::App` (the demo site) and has no TCP/HTX listener for the
-//! site at all, and a client that reaches it by its `betanet://` id through an introduction
-//! point and a rendezvous point (`HsSession::fetch`), so neither side learns the other's
-//! address. Requests and responses are BAR messages in their stream form (`u32be head_len ‖
+//! site at all, and publishes its signed descriptor to the mixnet's hidden-service
+//! directories (the mixnodes XOR-closest to `SHA-256("bn-hsdir" ‖ id ‖ day)`, through the
+//! mixnet). A client that knows only the `betanet://` id looks the descriptor up there and
+//! reaches the site through an introduction point and a rendezvous point
+//! (`HsSession::fetch`), so neither side learns the other's address. Then the client proxy
+//! (`betanet-proxy` with the mix seeds) serves `http://<id>.betanet/` to curl and browsers
+//! the same way. Requests and responses are BAR messages in their stream form (`u32be head_len ‖
 //! det-CBOR head ‖ body`), chunked end to end by `betanet_mix::hs_stream`.
 
 use std::net::SocketAddr;
@@ -18,7 +22,9 @@ use betanet_app::{App, AppConfig, NodeStats, PeerInfo, PluginRegistry};
 use betanet_mix::app::{ExitApp, ExitAppStats};
 use betanet_mix::client::{ClientConfig, HiddenService, HsSession, MixClient};
 use betanet_mix::delay::DelayDist;
+use betanet_mix::hsdir::{self, PublishStatus};
 use betanet_mix::node::{Mixnode, MixnodeConfig};
+use betanet_proxy::{MixSettings, Proxy, ProxyConfig};
 use betanet_wire::bar::{self, HeaderValue, Method, stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -165,6 +171,33 @@ async fn get(s: &mut HsSession, path: &str) -> Result<Fetched> {
     })
 }
 
+/// `GET http://{host}{path}` through the HTTP proxy at `proxy`: `(status, body)`.
+async fn proxy_get(proxy: SocketAddr, host: &str, path: &str) -> Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(proxy)
+        .await
+        .context("connecting to the proxy")?;
+    let req = format!(
+        "GET http://{host}{path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: betanet-demo\r\n\
+         Connection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut out))
+        .await
+        .context("the proxy did not answer within 60 s")??;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .context("no HTTP status line from the proxy")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
 /// Runs the hidden-service demo (`check`: exit after the self-check).
 pub async fn run(mixnodes: usize, delay_max_ms: u64, check: bool, dir: &Path) -> Result<()> {
     let t0 = Instant::now();
@@ -211,6 +244,19 @@ pub async fn run(mixnodes: usize, delay_max_ms: u64, check: bool, dir: &Path) ->
     }
     let now = now_unix();
     let descriptor = hs.descriptor(&[intro], now.saturating_sub(60), now + 3600);
+    let t = Instant::now();
+    let acks = hs
+        .publish_descriptor(&descriptor, now, Duration::from_secs(10))
+        .await
+        .context("publishing the descriptor")?;
+    let stored = acks
+        .iter()
+        .filter(|a| a.status == Some(PublishStatus::Stored))
+        .count();
+    if stored == 0 {
+        bail!("no hidden-service directory stored the descriptor: {acks:?}");
+    }
+    let publish_ms = t.elapsed().as_secs_f64() * 1e3;
     let app = site()?;
     let serving = app.clone();
     let service = tokio::spawn(hs.serve(move |req: Vec<u8>| answer(serving.clone(), req), 16));
@@ -221,13 +267,32 @@ pub async fn run(mixnodes: usize, delay_max_ms: u64, check: bool, dir: &Path) ->
         descriptor.len(),
         intro.addr.0
     );
+    println!(
+        "  hsdir        descriptor published through the mixnet to {} directory nodes (the {} \
+         XOR-closest to SHA-256(\"bn-hsdir\"||id||day), today and tomorrow): stored by {} in \
+         {:.0} ms",
+        acks.len(),
+        hsdir::HSDIR_REPLICAS,
+        stored,
+        publish_ms
+    );
 
-    // The client: knows only the URL and the descriptor.
+    // The client: knows only the URL; the descriptor comes from the directories.
     let client = MixClient::start(ClientConfig::default()).await?;
     client.discover_nodes(&seeds).await;
     let t = Instant::now();
+    let found = client
+        .lookup_descriptor(&url, Duration::from_secs(10))
+        .await
+        .context("looking the descriptor up in the hidden-service directories")?;
+    println!(
+        "  lookup       descriptor found by id in the directories ({} B, verified) in {:.0} ms",
+        found.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let t = Instant::now();
     let mut session = client
-        .connect_service(&url, &descriptor, now_unix(), Duration::from_secs(30))
+        .connect_service(&url, &found, now_unix(), Duration::from_secs(30))
         .await
         .context("connecting to the hidden service")?;
     let connect = t.elapsed();
@@ -275,15 +340,45 @@ pub async fn run(mixnodes: usize, delay_max_ms: u64, check: bool, dir: &Path) ->
             stats.status
         );
     }
+
+    // The client proxy: knows only the mix seeds; `<id>.betanet` is looked up and fetched
+    // through the mixnet for curl and browsers.
+    let mut pcfg = ProxyConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut mix = MixSettings::new(seeds.clone());
+    mix.lookup_timeout_secs = 15;
+    mix.fetch_timeout_secs = 25;
+    pcfg.mix = Some(mix);
+    let proxy = Proxy::start(pcfg)
+        .await
+        .context("starting the client proxy")?;
+    let paddr = proxy.local_addr();
+    let host = format!("{}.betanet", url.trim_start_matches("betanet://"));
+    let t = Instant::now();
+    let (status, body) = proxy_get(paddr, &host, "/").await?;
+    let proxy_ok = status == 200 && body.contains(PAGE_MARKER);
+    println!(
+        "  proxy check  GET http://{host}/ via the proxy at {paddr}: HTTP {status} {} B in \
+         {:.0} ms{}",
+        body.len(),
+        t.elapsed().as_secs_f64() * 1e3,
+        if proxy_ok { ", HTML checked" } else { "" }
+    );
+    if !proxy_ok {
+        bail!("the proxy did not serve the hidden site (HTTP {status})");
+    }
+    println!("  try          curl -x http://{paddr} http://{host}/");
+    println!("               curl --socks5-hostname {paddr} http://{host}/");
     println!("  ready in     {:.2} s", t0.elapsed().as_secs_f64());
     if !check {
         println!();
         println!(
-            "The hidden service keeps running (reachable only via {url}). Press Ctrl-C to stop."
+            "The hidden service and the proxy keep running (the site is reachable only via {url}, \
+             or http://{host}/ through the proxy). Press Ctrl-C to stop."
         );
         tokio::signal::ctrl_c().await?;
         println!("stopping");
     }
+    proxy.shutdown().await;
     service.abort();
     for x in nodes {
         let _ = x.node.shutdown().await;

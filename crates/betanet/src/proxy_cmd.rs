@@ -1,12 +1,13 @@
 //! `betanet proxy`: the client side (DESIGN flow 2). A local SOCKS5 + HTTP proxy that reaches
 //! the configured Betanet sites as BAR over pooled HTX connections (`betanet-proxy`). There is
-//! no clearnet exit: other hosts are refused.
+//! no clearnet exit: other hosts are refused. With mix seeds (`--mix-seed` or `[mix]`),
+//! hidden services are reached as `<service id>.betanet` through the mixnet.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use betanet_proxy::{Proxy, ProxyConfig, SiteConfig};
+use betanet_proxy::{MixSettings, Proxy, ProxyConfig, SiteConfig};
 
 /// Options of `betanet proxy`.
 #[derive(clap::Args, Debug)]
@@ -22,6 +23,10 @@ pub struct ProxyArgs {
     /// demo.bn=127.0.0.1:7443=<key printed by `betanet serve`>.
     #[arg(long = "site")]
     pub sites: Vec<String>,
+    /// Mixnode address to discover the mixnet from (repeatable); enables hidden services as
+    /// `<64 hex service id>.betanet` (adds to the config's `[mix] seeds`).
+    #[arg(long = "mix-seed")]
+    pub mix_seeds: Vec<SocketAddr>,
 }
 
 /// Loads the config, applying the command-line overrides.
@@ -41,9 +46,16 @@ pub fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig> {
     for s in &args.sites {
         cfg.sites.push(SiteConfig::parse_flag(s)?);
     }
-    if cfg.sites.is_empty() {
+    if !args.mix_seeds.is_empty() {
+        match &mut cfg.mix {
+            Some(m) => m.seeds.extend(args.mix_seeds.iter().copied()),
+            None => cfg.mix = Some(MixSettings::new(args.mix_seeds.clone())),
+        }
+    }
+    if cfg.sites.is_empty() && cfg.mix.is_none() {
         anyhow::bail!(
-            "no Betanet sites configured: add [[site]] entries to --config or --site HOST=ADDR=KEY"
+            "no Betanet sites configured: add [[site]] entries to --config or --site HOST=ADDR=KEY \
+             (or mix seeds with --mix-seed ADDR / [mix] seeds for hidden services)"
         );
     }
     Ok(cfg)
@@ -53,18 +65,27 @@ pub fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig> {
 pub async fn run(args: ProxyArgs) -> Result<()> {
     let cfg = proxy_config(&args)?;
     let hosts: Vec<String> = cfg.sites.iter().map(|s| s.host.clone()).collect();
+    let mix_seeds = cfg.mix.as_ref().map(|m| m.seeds.len());
     let proxy = Proxy::start(cfg).await.context("cannot start the proxy")?;
     let addr = proxy.local_addr();
     println!("proxy       SOCKS5 + HTTP on {addr} (no clearnet exit)");
-    println!("sites       {}", hosts.join(", "));
-    println!(
-        "try         curl -x http://{addr} http://{}/",
-        hosts.first().map_or("", String::as_str)
-    );
-    println!(
-        "            curl --socks5-hostname {addr} http://{}/",
-        hosts.first().map_or("", String::as_str)
-    );
+    if !hosts.is_empty() {
+        println!("sites       {}", hosts.join(", "));
+        println!(
+            "try         curl -x http://{addr} http://{}/",
+            hosts.first().map_or("", String::as_str)
+        );
+        println!(
+            "            curl --socks5-hostname {addr} http://{}/",
+            hosts.first().map_or("", String::as_str)
+        );
+    }
+    if let Some(n) = mix_seeds {
+        println!(
+            "mixnet      {n} seed(s); hidden services as http://<64 hex service id>.betanet/ \
+             (looked up in the mixnet's hidden-service directories)"
+        );
+    }
     tokio::signal::ctrl_c()
         .await
         .context("cannot wait for Ctrl-C")?;

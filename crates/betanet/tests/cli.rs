@@ -266,6 +266,32 @@ fn demo_hidden_service_serves_the_site_only_through_a_rendezvous() {
     );
     assert!(text.contains("rendezvous   127.0.0.1:"), "{text}");
     assert!(text.contains("in this one process"), "{text}");
+    // The descriptor went to the directories and the client found it by id.
+    assert!(
+        text.contains("  hsdir        descriptor published"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  lookup       descriptor found by id"),
+        "{text}"
+    );
+    // The client proxy serves http://<id>.betanet/ through the mixnet.
+    let id = &url["betanet://".len()..];
+    let check = field(&text, "  proxy check");
+    assert!(
+        check.starts_with(&format!(
+            "GET http://{id}.betanet/ via the proxy at 127.0.0.1:"
+        )),
+        "{text}"
+    );
+    assert!(check.contains(": HTTP 200 "), "{text}");
+    assert!(check.ends_with("HTML checked"), "{text}");
+    assert!(
+        text.contains("curl -x http://127.0.0.1:")
+            && text.contains(&format!(" http://{id}.betanet/")),
+        "{text}"
+    );
+    assert!(text.contains("curl --socks5-hostname 127.0.0.1:"), "{text}");
     assert!(
         t.elapsed() < std::time::Duration::from_secs(20),
         "{:?}",
