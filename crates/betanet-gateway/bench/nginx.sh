@@ -19,7 +19,8 @@ set -euo pipefail
 CONNS=${1:-32}
 SECS=${2:-10}
 ROUNDS=${3:-3}
-POOL=${POOL:-2}
+# HTX connections per gateway (per event loop with GW_PER_CORE).
+if [ -n "${GW_PER_CORE:-}" ]; then POOL=${POOL:-1}; else POOL=${POOL:-2}; fi
 THREADS=${WRK_THREADS:-1}
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 HERE="$ROOT/crates/betanet-gateway/bench"
@@ -68,8 +69,9 @@ per_prefix_per_sec = 1000000
 TOML
 sleep 0.5
 # GW_WORKERS=1 runs the gateway on tokio's single-threaded runtime (default: one worker per
-# core, like `betanet gateway`).
-BENCH_WORKERS=${GW_WORKERS:-} "$BIN" gateway "$WORK/gw.toml" & PIDS+=($!)
+# core, like `betanet gateway`); GW_PER_CORE=N runs N single-threaded event loops with
+# SO_REUSEPORT listeners, an HTX pool each (`betanet_gateway::run_per_core`).
+BENCH_WORKERS=${GW_WORKERS:-} BENCH_PER_CORE=${GW_PER_CORE:-} "$BIN" gateway "$WORK/gw.toml" & PIDS+=($!)
 
 mkdir -p "$WORK/ngx"
 cat > "$WORK/nginx.conf" <<NGX
@@ -118,7 +120,7 @@ run_wrk() { # $1 = url, [TICKETS env] -> summary line
 }
 
 echo "== $(date -u +%FT%TZ) machine: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== connections=$CONNS seconds=$SECS rounds=$ROUNDS wrk_threads=$THREADS htx_pool=$POOL gateway_workers=${GW_WORKERS:-auto} nginx=$("$NGINX" -v 2>&1 | cut -d/ -f2)"
+echo "== connections=$CONNS seconds=$SECS rounds=$ROUNDS wrk_threads=$THREADS htx_pool=$POOL gateway_workers=${GW_WORKERS:-auto} gateway_per_core=${GW_PER_CORE:-off} nginx=$("$NGINX" -v 2>&1 | cut -d/ -f2)"
 GW_RPS=(); GW_P99=(); NG_RPS=(); NG_P99=()
 for r in $(seq 1 "$ROUNDS"); do
   "$BIN" tickets "$PUB" "$KID" $((4 * CONNS)) > "$WORK/tickets.txt"

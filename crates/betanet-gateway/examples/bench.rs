@@ -8,7 +8,9 @@
 //!   i.e. what `betanet serve` runs) and plain HTTP/1.1 (hyper, for nginx; each request is
 //!   mapped to a BAR request and dispatched through the same `App`). `decoy_addr` is a small
 //!   HTTP decoy origin answering `404 decoy\n` (so a refused connection is visible).
-//! * `bench gateway <config.toml>`: runs the gateway (what `betanet gateway --config` does).
+//! * `bench gateway <config.toml>`: runs the gateway (what `betanet gateway --config` does);
+//!   `BENCH_WORKERS=N` picks the tokio runtime (1 = current-thread), `BENCH_PER_CORE=N` runs
+//!   N single-threaded event loops with SO_REUSEPORT listeners instead (`run_per_core`).
 //! * `bench tickets <ticket_pub_hex> <key_id_hex> <n>`: prints `n` fresh ticket cookies
 //!   (`__Host-bn1=…`), one per line (for the wrk Lua script).
 //! * `bench load <addr> <connections> <seconds> [<ticket_pub_hex> <key_id_hex>]`: a bounded
@@ -316,19 +318,25 @@ async fn flood(
     );
 }
 
-/// Legitimate client from 127.0.2.x: `n` requests paced every 5 ms (200/s) on keep-alive
-/// connections; every `per_conn`-th request opens a new connection whose first request
-/// carries a fresh ticket (so admission runs at 200/`per_conn` per second, inside the
-/// per-/24 budget). Returns the sorted latencies (connect + admission included for first
-/// requests) and the number of failed or refused (non-200) requests.
+/// Legitimate client from `<src_prefix>.x`: `n` requests paced every 5 ms (200/s) on
+/// keep-alive connections; every `per_conn`-th request opens a new connection whose first
+/// request carries a fresh ticket when `keys` is set (so admission runs at 200/`per_conn` per
+/// second, inside the per-/24 budget). Returns the sorted latencies (connect + admission
+/// included for first requests) and the number of failed or refused (non-200) requests.
+/// With `keys = None` and the backend's HTTP face as `gw` it is the **control** client: same
+/// pacing, same machine, no gateway.
 async fn legit(
     gw: SocketAddr,
-    keys: TicketKeys,
+    keys: Option<TicketKeys>,
     n: usize,
     per_conn: usize,
+    src_prefix: &str,
 ) -> (Vec<Duration>, usize) {
     let conns = n.div_ceil(per_conn);
-    let mut cookies: Vec<String> = (0..conns).map(|_| cookie(keys)).collect();
+    let mut cookies: Vec<String> = match keys {
+        Some(k) => (0..conns).map(|_| cookie(k)).collect(),
+        None => Vec::new(),
+    };
     let start = Instant::now();
     let mut lat = Vec::with_capacity(n);
     let mut bad = 0;
@@ -339,7 +347,7 @@ async fn legit(
         let t = Instant::now();
         let mut first = None;
         if i % per_conn == 0 || tx.is_none() {
-            let src: IpAddr = format!("127.0.2.{}", 1 + (i / per_conn) % 254)
+            let src: IpAddr = format!("{src_prefix}.{}", 1 + (i / per_conn) % 254)
                 .parse()
                 .unwrap();
             let sock = TcpSocket::new_v4().unwrap();
@@ -387,72 +395,231 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// CPU time (user + system) of process `pid` so far, in milliseconds (`/proc/<pid>/stat`,
+/// clock ticks of 10 ms).
+fn cpu_ms(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the `(comm)`: state is field 3; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    Some((ut + st) * 10.0)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// One measured round: the legit client (and the control client, if any) while the flood
+/// child runs or not.
+struct Round {
+    p50: f64,
+    p99: f64,
+    ctl_p99: Option<f64>,
+    gw_cpu_ms: Option<f64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn one_round(
+    exe: &std::path::Path,
+    gw: SocketAddr,
+    keys: TicketKeys,
+    per_round: usize,
+    flood: Option<(usize, u64)>,
+    control: Option<SocketAddr>,
+    gw_pid: Option<u32>,
+    label: &str,
+) -> Round {
+    let child = flood.map(|(count, rate)| {
+        std::process::Command::new(exe)
+            .args([
+                "flood",
+                &gw.to_string(),
+                &count.to_string(),
+                &rate.to_string(),
+                "64",
+                &hex::encode(keys.ticket_key_id),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    });
+    if child.is_some() {
+        // Let the flood ramp up before measuring.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let cpu0 = cpu_ms(gw_pid);
+    let ctl = async {
+        match control {
+            Some(c) => Some(legit(c, None, per_round, 50, "127.0.3").await),
+            None => None,
+        }
+    };
+    let ((lat, bad), ctl) = tokio::join!(legit(gw, Some(keys), per_round, 50, "127.0.2"), ctl);
+    let gw_cpu_ms = cpu0.zip(cpu_ms(gw_pid)).map(|(a, b)| b - a);
+    let p50 = pct(&lat, 0.5).as_secs_f64() * 1e3;
+    let p99 = pct(&lat, 0.99).as_secs_f64() * 1e3;
+    let ctl_p99 = ctl.as_ref().map(|(l, _)| pct(l, 0.99).as_secs_f64() * 1e3);
+    let flood_out = child.map(|c| {
+        let out = c.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    });
+    println!(
+        "  {label}: legit ok={} refused_or_failed={bad} p50_ms={p50:.3} p99_ms={p99:.3}{}{} load={}{}",
+        lat.len(),
+        ctl_p99
+            .map(|c| format!(" control_p99_ms={c:.3}"))
+            .unwrap_or_default(),
+        gw_cpu_ms
+            .map(|c| format!(" gateway_cpu_ms={c:.0}"))
+            .unwrap_or_default(),
+        loadavg(),
+        flood_out.map(|f| format!(" | {f}")).unwrap_or_default()
+    );
+    Round {
+        p50,
+        p99,
+        ctl_p99,
+        gw_cpu_ms,
+    }
+}
+
+/// `pairs` interleaved pairs of (baseline round, flood round), the order inside a pair
+/// alternating (base→flood, flood→base, ...) so a slow drift of the machine's load does not
+/// favour one side. Prints every round, each pair's p99 ratio, and the median of those
+/// ratios; with a control address (`FLOOD_CONTROL`: the backend's HTTP face, no gateway) the
+/// same for a control client paced alike, whose ratio shows how much the machine itself
+/// moved; with the gateway's pid (`FLOOD_GW_PID`) the gateway's CPU per round and per
+/// refused flood connection.
 #[allow(clippy::too_many_arguments)]
 async fn floodbench(
     gw: SocketAddr,
     keys: TicketKeys,
-    rounds: usize,
+    pairs: usize,
     per_round: usize,
     flood_count: usize,
     flood_rate: u64,
 ) {
     let exe = std::env::current_exe().unwrap();
+    let control: Option<SocketAddr> = std::env::var("FLOOD_CONTROL")
+        .ok()
+        .and_then(|a| a.parse().ok());
+    let gw_pid: Option<u32> = std::env::var("FLOOD_GW_PID")
+        .ok()
+        .and_then(|a| a.parse().ok());
     let (mut base, mut flooded) = (Vec::new(), Vec::new());
-    for round in 1..=rounds {
-        for with_flood in [false, true] {
-            let child = with_flood.then(|| {
-                std::process::Command::new(&exe)
-                    .args([
-                        "flood",
-                        &gw.to_string(),
-                        &flood_count.to_string(),
-                        &flood_rate.to_string(),
-                        "64",
-                        &hex::encode(keys.ticket_key_id),
-                    ])
-                    .stdout(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            });
-            if child.is_some() {
-                // Let the flood ramp up before measuring.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            let (lat, bad) = legit(gw, keys, per_round, 50).await;
-            let p50 = pct(&lat, 0.5).as_secs_f64() * 1e3;
-            let p99 = pct(&lat, 0.99).as_secs_f64() * 1e3;
-            let flood_out = child.map(|c| {
-                let out = c.wait_with_output().unwrap();
-                String::from_utf8_lossy(&out.stdout).trim().to_owned()
-            });
-            println!(
-                "round {round} {}: legit ok={} refused_or_failed={bad} p50_ms={p50:.3} p99_ms={p99:.3}{}",
-                if with_flood { "flood" } else { "base " },
-                lat.len(),
-                flood_out.map(|f| format!(" | {f}")).unwrap_or_default()
-            );
-            if with_flood {
-                flooded.push((p50, p99));
-            } else {
-                base.push((p50, p99));
-            }
-        }
-    }
-    for (what, pick) in [("p50", 0usize), ("p99", 1)] {
-        let get = |v: &Vec<(f64, f64)>| -> Vec<f64> {
-            v.iter()
-                .map(|x| if pick == 0 { x.0 } else { x.1 })
-                .collect()
+    for pair in 1..=pairs {
+        println!("pair {pair}:");
+        let order = if pair % 2 == 1 {
+            [false, true]
+        } else {
+            [true, false]
         };
-        let (b, f) = (median(get(&base)), median(get(&flooded)));
+        let mut got: [Option<Round>; 2] = [None, None];
+        for with_flood in order {
+            let r = one_round(
+                &exe,
+                gw,
+                keys,
+                per_round,
+                with_flood.then_some((flood_count, flood_rate)),
+                control,
+                gw_pid,
+                if with_flood { "flood" } else { "base " },
+            )
+            .await;
+            got[usize::from(with_flood)] = Some(r);
+        }
+        let [Some(b), Some(f)] = got else {
+            unreachable!()
+        };
+        let cpu = match (b.gw_cpu_ms, f.gw_cpu_ms) {
+            (Some(cb), Some(cf)) => format!(
+                " gateway_cpu_per_flood_conn_us={:.0}",
+                (cf - cb) * 1e3 / flood_count as f64
+            ),
+            _ => String::new(),
+        };
+        let ctl = match (b.ctl_p99, f.ctl_p99) {
+            (Some(cb), Some(cf)) => format!(" control_p99_ratio={:.3}", cf / cb),
+            _ => String::new(),
+        };
         println!(
-            "median legit {what}: base {b:.3} ms, during flood {f:.3} ms, ratio {:.3}",
-            f / b
+            "  pair {pair}: legit_p99_ratio={:.3} legit_p50_ratio={:.3}{ctl}{cpu}",
+            f.p99 / b.p99,
+            f.p50 / b.p50
+        );
+        base.push(b);
+        flooded.push(f);
+    }
+    let ratio = |g: &dyn Fn(&Round) -> Option<f64>| -> Option<f64> {
+        let v: Vec<f64> = base
+            .iter()
+            .zip(&flooded)
+            .filter_map(|(b, f)| Some(g(f)? / g(b)?))
+            .collect();
+        (!v.is_empty()).then(|| median(v))
+    };
+    let med = |v: &Vec<Round>, g: &dyn Fn(&Round) -> f64| median(v.iter().map(g).collect());
+    println!(
+        "median legit p50: base {:.3} ms, during flood {:.3} ms; median of per-pair p50 ratios {:.3}",
+        med(&base, &|r| r.p50),
+        med(&flooded, &|r| r.p50),
+        ratio(&|r| Some(r.p50)).unwrap_or(0.0)
+    );
+    println!(
+        "median legit p99: base {:.3} ms, during flood {:.3} ms; median of per-pair p99 ratios {:.3} (target <= 1.10)",
+        med(&base, &|r| r.p99),
+        med(&flooded, &|r| r.p99),
+        ratio(&|r| Some(r.p99)).unwrap_or(0.0)
+    );
+    if let Some(c) = ratio(&|r| r.ctl_p99) {
+        println!(
+            "median of per-pair control p99 ratios {c:.3} (the machine's own noise, no gateway)"
+        );
+        // Each pair's legit ratio divided by the same pair's control ratio: what the flood
+        // did to the gateway path beyond what it did to the whole machine.
+        let norm: Vec<f64> = base
+            .iter()
+            .zip(&flooded)
+            .filter_map(|(b, f)| Some((f.p99 / b.p99) / (f.ctl_p99? / b.ctl_p99?)))
+            .collect();
+        println!(
+            "median of per-pair (legit p99 ratio / control p99 ratio) {:.3}",
+            median(norm)
+        );
+    }
+    let per_conn: Vec<f64> = base
+        .iter()
+        .zip(&flooded)
+        .filter_map(|(b, f)| Some((f.gw_cpu_ms? - b.gw_cpu_ms?) * 1e3 / flood_count as f64))
+        .collect();
+    if !per_conn.is_empty() {
+        println!(
+            "median gateway CPU per refused flood connection: {:.0} us",
+            median(per_conn)
         );
     }
 }
 
 fn main() {
+    // `BENCH_PER_CORE=N` with `gateway`: N single-threaded event loops with SO_REUSEPORT
+    // listeners (`betanet_gateway::run_per_core`, what `betanet gateway --workers N` runs).
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("gateway")
+        && let Some(n) = std::env::var("BENCH_PER_CORE")
+            .ok()
+            .and_then(|w| w.parse::<usize>().ok())
+    {
+        let cfg = betanet_gateway::GatewayConfig::load(std::path::Path::new(&args[2]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        betanet_gateway::run_per_core(cfg, n).unwrap();
+        return;
+    }
     // `BENCH_WORKERS=N` sets the runtime's worker threads (`1` = tokio's single-threaded
     // runtime); the default is tokio's multi-threaded runtime with one worker per core, what
     // `#[tokio::main]` and the `betanet` binary use.

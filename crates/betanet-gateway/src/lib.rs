@@ -16,6 +16,9 @@
 //!   development) and the health/reconnect layer [`Upstream`].
 //! * [`htx`]: [`HtxConnector`], the production upstream: one HTX stream per request on a
 //!   small pool of authenticated `betanet-net` connections.
+//! * [`percore`]: [`PerCoreGateway`] / [`run_per_core`] — one single-threaded event loop per
+//!   core, each with its own `SO_REUSEPORT` listener and HTX pool, sharing the verifier,
+//!   replay store, buckets and metrics.
 //! * [`metrics`]: Prometheus metrics (`betanet_gateway_*`).
 //! * [`config`]: the TOML [`GatewayConfig`] (`gateway.example.toml`).
 //! * [`tools`]: [`new_site_ticket_key`] and [`ticket_examples`] for the CLI.
@@ -30,6 +33,7 @@ pub mod decoy;
 mod error;
 pub mod htx;
 pub mod metrics;
+pub mod percore;
 pub mod prefixed;
 pub mod server;
 pub mod tools;
@@ -39,6 +43,7 @@ pub use config::GatewayConfig;
 pub use error::GatewayError;
 pub use htx::HtxConnector;
 pub use metrics::Metrics;
+pub use percore::{PerCoreGateway, run_per_core};
 pub use server::{FirstBytes, Gateway, classify_first_bytes, run_gateway, site_connector};
 pub use tools::{new_site_ticket_key, ticket_examples};
 pub use upstream::{BoxSiteStream, SiteConnector, SiteStream, TcpBarConnector, Upstream};

@@ -22,6 +22,7 @@
 
 use std::convert::Infallible;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,21 +59,24 @@ use crate::metrics::Metrics;
 use crate::prefixed::Prefixed;
 use crate::upstream::{SiteConnector, TcpBarConnector, Upstream};
 
-type Verifier = TicketVerifier<Box<dyn ReplayStore + Send>>;
+pub(crate) type Verifier = TicketVerifier<Box<dyn ReplayStore + Send>>;
 type Vouchers = VoucherVerifier<Box<dyn SpentSet + Send>>;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const MAX_HEADERS: usize = 128;
 
-struct Shared {
+pub(crate) struct Shared {
     decoy: Decoy,
-    upstream: Arc<Upstream>,
-    verifier: Mutex<Option<Verifier>>,
+    pub(crate) upstream: Arc<Upstream>,
+    /// Per-core mode: where refused plain connections go (the decoy thread).
+    pub(crate) decoy_tx: Option<tokio::sync::mpsc::Sender<DecoyJob>>,
+    /// Shared by every event loop of a per-core gateway (one replay set for all loops).
+    verifier: Arc<Mutex<Option<Verifier>>>,
     /// Per-/24 and /56 token buckets, charged right after the first request head is parsed —
     /// before any allocation for admission, ticket cryptography, the verifier lock or redb —
     /// so refused floods cost a hash-map lookup and the decoy relay.
-    limiter: Mutex<PrefixLimiter>,
-    vouchers: Mutex<Option<Vouchers>>,
+    limiter: Arc<Mutex<PrefixLimiter>>,
+    vouchers: Arc<Mutex<Option<Vouchers>>>,
     metrics: Arc<Metrics>,
     tls: Option<TlsAcceptor>,
     forward_path: bool,
@@ -93,7 +97,7 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -225,17 +229,44 @@ fn build_verifier(
     Ok((verifier, limiter, vouchers))
 }
 
-impl Gateway {
-    /// Starts a gateway with the site connector given (the CLI uses
-    /// [`TcpBarConnector`] to `site.addr`; the HTX connector plugs in here).
-    pub async fn start(
-        config: GatewayConfig,
-        connector: Arc<dyn SiteConnector>,
-    ) -> Result<Gateway, GatewayError> {
+/// What every event loop of a gateway shares: the ticket verifier with its replay store, the
+/// per-prefix buckets, the voucher verifier, the metrics and the TLS acceptor. The decoy
+/// client and the upstream (HTX pool) are per loop ([`Core::loop_state`]).
+pub(crate) struct Core {
+    pub(crate) verifier: Arc<Mutex<Option<Verifier>>>,
+    limiter: Arc<Mutex<PrefixLimiter>>,
+    vouchers: Arc<Mutex<Option<Vouchers>>>,
+    pub(crate) metrics: Arc<Metrics>,
+    tls: Option<TlsAcceptor>,
+    voucher_header: HeaderName,
+}
+
+impl Core {
+    pub(crate) fn new(config: &GatewayConfig) -> Result<Core, GatewayError> {
         config.validate()?;
-        let metrics = Arc::new(Metrics::new());
         let tls = config.tls.as_ref().map(build_tls).transpose()?;
-        let (verifier, limiter, vouchers) = build_verifier(&config)?;
+        let (verifier, limiter, vouchers) = build_verifier(config)?;
+        let voucher_header =
+            HeaderName::from_bytes(config.voucher_header.as_bytes()).map_err(|_| {
+                GatewayError::config("voucher_header", "invalid header name", "x-betanet-voucher")
+            })?;
+        Ok(Core {
+            verifier: Arc::new(Mutex::new(Some(verifier))),
+            limiter: Arc::new(Mutex::new(limiter)),
+            vouchers: Arc::new(Mutex::new(vouchers)),
+            metrics: Arc::new(Metrics::new()),
+            tls,
+            voucher_header,
+        })
+    }
+
+    /// One event loop's state: its own decoy client and upstream over `connector`, the
+    /// shared parts by reference count.
+    pub(crate) fn loop_state(
+        &self,
+        config: &GatewayConfig,
+        connector: Arc<dyn SiteConnector>,
+    ) -> Result<Shared, GatewayError> {
         let decoy = match (&config.decoy.origin, &config.decoy.static_dir) {
             (Some(a), _) => Decoy::origin(*a),
             (None, Some(d)) => Decoy::Static { dir: d.clone() },
@@ -250,24 +281,21 @@ impl Gateway {
         let upstream = Arc::new(Upstream::new(
             connector,
             Duration::from_millis(config.site.connect_timeout_ms),
-            metrics.clone(),
+            self.metrics.clone(),
         ));
-        let voucher_header =
-            HeaderName::from_bytes(config.voucher_header.as_bytes()).map_err(|_| {
-                GatewayError::config("voucher_header", "invalid header name", "x-betanet-voucher")
-            })?;
-        let shared = Arc::new(Shared {
+        Ok(Shared {
             decoy,
-            upstream: upstream.clone(),
-            verifier: Mutex::new(Some(verifier)),
-            limiter: Mutex::new(limiter),
-            vouchers: Mutex::new(vouchers),
-            metrics: metrics.clone(),
-            tls,
+            upstream,
+            decoy_tx: None,
+            verifier: self.verifier.clone(),
+            limiter: self.limiter.clone(),
+            vouchers: self.vouchers.clone(),
+            metrics: self.metrics.clone(),
+            tls: self.tls.clone(),
             forward_path: config.forward_path,
             upstream_path: config.upstream_path.clone(),
             require_voucher: config.require_voucher,
-            voucher_header,
+            voucher_header: self.voucher_header.clone(),
             header_timeout: config.limits.header_timeout(),
             blocking_admission: config.ticket.replay_db.is_some(),
             max_header_bytes: config.limits.max_header_bytes,
@@ -276,7 +304,39 @@ impl Gateway {
                 body_timeout: config.limits.body_timeout(),
                 response_timeout: Duration::from_millis(config.site.response_timeout_ms),
             },
-        });
+        })
+    }
+}
+
+/// The replay store's periodic flush (batched durability), shared by every loop.
+pub(crate) async fn flush_loop(verifier: Arc<Mutex<Option<Verifier>>>) {
+    let mut t = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        t.tick().await;
+        // A redb commit (fsync) must not stall the event loop: it runs on the blocking pool.
+        let v = verifier.clone();
+        let r = tokio::task::spawn_blocking(move || match lock(&v).as_mut() {
+            Some(v) => v.flush().is_ok(),
+            None => true,
+        })
+        .await;
+        if !matches!(r, Ok(true)) {
+            tracing::warn!("replay store flush failed");
+        }
+    }
+}
+
+impl Gateway {
+    /// Starts a gateway with the site connector given (the CLI uses
+    /// [`TcpBarConnector`] to `site.addr`; the HTX connector plugs in here).
+    pub async fn start(
+        config: GatewayConfig,
+        connector: Arc<dyn SiteConnector>,
+    ) -> Result<Gateway, GatewayError> {
+        let core = Core::new(&config)?;
+        let metrics = core.metrics.clone();
+        let shared = Arc::new(core.loop_state(&config, connector)?);
+        let upstream = shared.upstream.clone();
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| GatewayError::io(format!("binding {}", config.listen), e))?;
@@ -287,20 +347,7 @@ impl Gateway {
         background.spawn(upstream.clone().health_loop(Duration::from_millis(
             config.site.health_interval_ms.max(50),
         )));
-        {
-            let shared = shared.clone();
-            background.spawn(async move {
-                let mut t = tokio::time::interval(Duration::from_secs(1));
-                loop {
-                    t.tick().await;
-                    if let Some(v) = lock(&shared.verifier).as_mut()
-                        && v.flush().is_err()
-                    {
-                        tracing::warn!("replay store flush failed");
-                    }
-                }
-            });
-        }
+        background.spawn(flush_loop(shared.verifier.clone()));
         let mut metrics_addr = None;
         if let Some(addr) = config.metrics_listen {
             let l = TcpListener::bind(addr)
@@ -311,7 +358,7 @@ impl Gateway {
         }
         let (stop_tx, stop_rx) = oneshot::channel();
         let sem = Arc::new(Semaphore::new(config.limits.max_connections));
-        let accept = tokio::spawn(accept_loop(listener, shared.clone(), sem, stop_rx));
+        let accept = tokio::spawn(accept_loop(listener, shared.clone(), sem, stop_rx, None));
         tracing::info!(%local_addr, "gateway listening");
         Ok(Gateway {
             local_addr,
@@ -388,7 +435,7 @@ pub fn site_connector(config: &GatewayConfig) -> Result<Arc<dyn SiteConnector>, 
     )))
 }
 
-async fn serve_metrics(l: TcpListener, metrics: Arc<Metrics>) {
+pub(crate) async fn serve_metrics(l: TcpListener, metrics: Arc<Metrics>) {
     loop {
         let Ok((s, _)) = l.accept().await else {
             continue;
@@ -415,11 +462,12 @@ async fn serve_metrics(l: TcpListener, metrics: Arc<Metrics>) {
     }
 }
 
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     sem: Arc<Semaphore>,
     mut stop: oneshot::Receiver<()>,
+    accepted: Option<&std::sync::atomic::AtomicU64>,
 ) {
     let mut conns = JoinSet::new();
     loop {
@@ -439,38 +487,110 @@ async fn accept_loop(
             },
             _ = &mut stop => break,
         };
+        if let Some(a) = accepted {
+            a.fetch_add(1, Ordering::Relaxed);
+        }
         let shared = shared.clone();
         conns.spawn(async move {
-            let _permit = permit;
             shared.metrics.connections.inc();
-            handle_conn(shared.clone(), tcp, peer).await;
+            handle_conn(shared.clone(), tcp, peer, permit).await;
             shared.metrics.connections.dec();
         });
     }
     conns.shutdown().await;
 }
 
-async fn handle_conn(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+/// Serves one accepted connection; `permit` (the `limits.max_connections` slot) is held until
+/// the connection ends, also when its decoy relay moves to the decoy thread.
+async fn handle_conn(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let _ = tcp.set_nodelay(true);
     match shared.tls.clone() {
-        Some(acceptor) => {
-            match tokio::time::timeout(shared.header_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
-                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-                    if h2 {
-                        // HTTP/2 over TLS: per-request admission inside hyper.
-                        serve_http(shared, tls, peer, false).await;
-                    } else {
-                        handle_stream(shared, tls, peer).await;
+        // Boxed: the TLS and HTTP/2 state machines would otherwise make every plain
+        // connection's future (moved into its task at spawn) several KiB larger.
+        Some(acceptor) => Box::pin(handle_tls(shared, acceptor, tcp, peer)).await,
+        None => {
+            let Some((prefix, tcp)) = handle_stream(&shared, tcp, peer).await else {
+                return;
+            };
+            // Per-core mode: refused plain connections are relayed on the decoy thread, so
+            // a flood's relay work never queues in front of admitted requests on this loop.
+            if let (Some(tx), Decoy::Origin { .. }) = (&shared.decoy_tx, &shared.decoy) {
+                let Ok(std) = tcp.into_std() else {
+                    return;
+                };
+                match tx.try_send(DecoyJob {
+                    prefix,
+                    tcp: std,
+                    permit,
+                }) {
+                    Ok(()) => return,
+                    Err(e) => {
+                        // Decoy thread saturated or gone: relay here.
+                        let job = e.into_inner();
+                        if let Ok(tcp) = TcpStream::from_std(job.tcp) {
+                            decoy_conn(shared, job.prefix, tcp, peer).await;
+                        }
+                        return;
                     }
                 }
-                Ok(Err(_)) => {}
-                Err(_) => {
-                    shared.metrics.slow_reaped.inc();
-                }
+            }
+            decoy_conn(shared, prefix, tcp, peer).await;
+        }
+    }
+}
+
+/// A refused plain connection handed to the decoy thread (per-core mode).
+pub(crate) struct DecoyJob {
+    /// The bytes read from the client so far.
+    pub(crate) prefix: Bytes,
+    /// The client connection (non-blocking).
+    pub(crate) tcp: std::net::TcpStream,
+    /// Its connection-limit slot.
+    pub(crate) permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The decoy thread's loop: relays every handed-off connection to the decoy origin.
+pub(crate) async fn decoy_thread(
+    addr: SocketAddr,
+    mut rx: tokio::sync::mpsc::Receiver<DecoyJob>,
+    metrics: Arc<Metrics>,
+) {
+    let mut relays = JoinSet::new();
+    while let Some(job) = rx.recv().await {
+        while relays.try_join_next().is_some() {}
+        let metrics = metrics.clone();
+        relays.spawn(async move {
+            let _permit = job.permit;
+            if let Ok(tcp) = TcpStream::from_std(job.tcp) {
+                metrics.connections.inc();
+                let _ = Decoy::relay(addr, &job.prefix, tcp).await;
+                metrics.connections.dec();
+            }
+        });
+    }
+    relays.shutdown().await;
+}
+
+async fn handle_tls(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr) {
+    match tokio::time::timeout(shared.header_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => {
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            if h2 {
+                // HTTP/2 over TLS: per-request admission inside hyper.
+                serve_http(shared, tls, peer, false).await;
+            } else if let Some((prefix, tls)) = handle_stream(&shared, tls, peer).await {
+                decoy_conn(shared, prefix, tls, peer).await;
             }
         }
-        None => handle_stream(shared, tcp, peer).await,
+        Ok(Err(_)) => {}
+        Err(_) => {
+            shared.metrics.slow_reaped.inc();
+        }
     }
 }
 
@@ -494,7 +614,7 @@ pub enum FirstBytes {
 /// Classifies the first bytes of a connection like the gateway does before admission.
 /// Never panics on any input (fuzzed).
 pub fn classify_first_bytes(buf: &[u8], max_form: usize) -> FirstBytes {
-    let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut hdrs = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     match parse_first(buf, max_form, &mut hdrs).0 {
         Class::NeedMore => FirstBytes::NeedMore,
         Class::H2 => FirstBytes::H2Preface,
@@ -519,7 +639,7 @@ struct FirstHead<'a> {
 fn parse_first<'a>(
     buf: &'a [u8],
     max_form: usize,
-    headers: &'a mut [httparse::Header<'a>],
+    headers: &'a mut [MaybeUninit<httparse::Header<'a>>],
 ) -> (Class, Option<FirstHead<'a>>) {
     if buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(buf) {
         return (Class::NeedMore, None);
@@ -527,8 +647,9 @@ fn parse_first<'a>(
     if buf.starts_with(H2_PREFACE) {
         return (Class::H2, None);
     }
-    let mut req = httparse::Request::new(headers);
-    let n = match req.parse(buf) {
+    // Uninitialised header slots: no 4 KiB memset per parse.
+    let mut req = httparse::Request::new(&mut []);
+    let n = match req.parse_with_uninit_headers(buf, headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return (Class::NeedMore, None),
         Err(_) => return (Class::Refuse, None),
@@ -576,15 +697,20 @@ fn parse_first<'a>(
     (Class::Http1 { body }, Some(head))
 }
 
-async fn handle_stream<S>(shared: Arc<Shared>, mut s: S, peer: SocketAddr)
+/// Reads the first head and admits or refuses the connection. Admitted connections are
+/// served here; a refused one is returned (`bytes read so far`, stream) for the caller to
+/// relay to the decoy.
+async fn handle_stream<S>(shared: &Arc<Shared>, mut s: S, peer: SocketAddr) -> Option<(Bytes, S)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let deadline = tokio::time::Instant::now() + shared.header_timeout;
     let mut buf = BytesMut::with_capacity(4096);
     loop {
-        let candidate = {
-            let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        // The header array (4 KiB) lives only inside this block, never across an `.await`,
+        // so it is not part of the connection's future.
+        let step = {
+            let mut hdrs = [const { MaybeUninit::uninit() }; MAX_HEADERS];
             let (class, head) = parse_first(&buf, shared.max_form, &mut hdrs);
             match class {
                 Class::NeedMore => None,
@@ -592,42 +718,52 @@ where
                     // Cleartext HTTP/2 (prior knowledge) is not a Betanet carriage: relay it to
                     // the decoy so it answers exactly as the origin does.
                     shared.metrics.admission("h2c");
-                    return decoy_conn(shared, buf.freeze(), s, peer).await;
+                    Some(None)
                 }
                 Class::Refuse => {
                     shared.metrics.admission("malformed_http");
-                    return decoy_conn(shared, buf.freeze(), s, peer).await;
+                    Some(None)
                 }
                 Class::Http1 { body } => {
-                    if !rate_ok(&shared, peer) {
+                    if rate_ok(shared, peer) {
+                        let head = head.unwrap_or(FirstHead {
+                            cookies: Vec::new(),
+                            query: None,
+                            content_type: None,
+                        });
+                        Some(Some(OwnedTicketRequest {
+                            cookies: head.cookies.iter().map(|c| (*c).to_owned()).collect(),
+                            query: head.query.map(str::to_owned),
+                            content_type: head.content_type.map(str::to_owned),
+                            body: body.and_then(|(a, b)| buf.get(a..b)).map(<[u8]>::to_vec),
+                        }))
+                    } else {
                         shared.metrics.request("decoy");
-                        return decoy_conn(shared, buf.freeze(), s, peer).await;
+                        Some(None)
                     }
-                    let head = head.unwrap_or(FirstHead {
-                        cookies: Vec::new(),
-                        query: None,
-                        content_type: None,
-                    });
-                    Some(OwnedTicketRequest {
-                        cookies: head.cookies.iter().map(|c| (*c).to_owned()).collect(),
-                        query: head.query.map(str::to_owned),
-                        content_type: head.content_type.map(str::to_owned),
-                        body: body.and_then(|(a, b)| buf.get(a..b)).map(<[u8]>::to_vec),
-                    })
                 }
             }
         };
+        // `Some(None)`: refused before any ticket work → the decoy.
+        let candidate = match step {
+            Some(None) => return Some((buf.freeze(), s)),
+            Some(Some(t)) => Some(t),
+            None => None,
+        };
         if let Some(treq) = candidate {
-            if !admit_async(&shared, treq, peer).await {
+            if !admit_async(shared, treq, peer).await {
                 shared.metrics.request("decoy");
-                return decoy_conn(shared, buf.freeze(), s, peer).await;
+                return Some((buf.freeze(), s));
             }
             let io = Prefixed::new(buf.freeze(), s);
-            return serve_http1_admitted(shared, io, peer).await;
+            // Boxed: hyper's connection state is large, and keeping it out of the per-connection
+            // future keeps spawning (and refusing) a connection cheap.
+            Box::pin(serve_http1_admitted(shared.clone(), io, peer)).await;
+            return None;
         }
         if buf.len() > shared.max_header_bytes + shared.max_form {
             shared.metrics.admission("oversize_head");
-            return decoy_conn(shared, buf.freeze(), s, peer).await;
+            return Some((buf.freeze(), s));
         }
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(4096);
@@ -635,16 +771,16 @@ where
         match tokio::time::timeout_at(deadline, s.read_buf(&mut buf)).await {
             Ok(Ok(0)) => {
                 if buf.is_empty() {
-                    return;
+                    return None;
                 }
                 shared.metrics.admission("truncated");
-                return decoy_conn(shared, buf.freeze(), s, peer).await;
+                return Some((buf.freeze(), s));
             }
             Ok(Ok(_)) => {}
-            Ok(Err(_)) => return,
+            Ok(Err(_)) => return None,
             Err(_) => {
                 shared.metrics.slow_reaped.inc();
-                return;
+                return None;
             }
         }
     }
@@ -721,7 +857,7 @@ where
             let _ = Decoy::relay(addr, &prefix, s).await;
         }
         Decoy::Static { .. } => {
-            serve_http(shared, Prefixed::new(prefix, s), peer, false).await;
+            Box::pin(serve_http(shared, Prefixed::new(prefix, s), peer, false)).await;
         }
     }
 }
@@ -1000,5 +1136,38 @@ mod tests {
         fn classify_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = classify_first_bytes(&data, 4096);
         }
+    }
+}
+#[cfg(test)]
+/// The per-connection future is moved into its task at spawn and holds every refused
+/// connection's state: it must stay small (it was 15 KiB with hyper's and the TLS state
+/// inline and a header array held across an await).
+mod size_probe {
+    #[test]
+    fn future_sizes() {
+        fn sz<F>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let a = l.local_addr().unwrap();
+            let c = tokio::net::TcpStream::connect(a).await.unwrap();
+            let cfg = crate::GatewayConfig::from_toml(&format!("listen = \"127.0.0.1:0\"\n[decoy]\norigin = \"{a}\"\n[site]\naddr = \"{a}\"\n[ticket]\nsecret_hex = \"{}\"\nkey_id_hex = \"{}\"\n", "11".repeat(32), "22".repeat(8))).unwrap();
+            let core = super::Core::new(&cfg).unwrap();
+            let sh = std::sync::Arc::new(core.loop_state(&cfg, std::sync::Arc::new(crate::TcpBarConnector::new(a))).unwrap());
+            let permit = std::sync::Arc::new(tokio::sync::Semaphore::new(1))
+                .acquire_owned()
+                .await
+                .unwrap();
+            let f = super::handle_conn(sh.clone(), c, a, permit);
+            assert!(sz(&f) <= 2048, "handle_conn future: {} bytes", sz(&f));
+            let c2 = tokio::net::TcpStream::connect(a).await.unwrap();
+            let f2 = crate::decoy::Decoy::relay(a, b"", c2);
+            assert!(sz(&f2) <= 1024, "relay future: {} bytes", sz(&f2));
+        });
     }
 }

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -103,7 +104,14 @@ impl Upstream {
     }
 
     async fn try_open(&self) -> io::Result<BoxSiteStream> {
-        match tokio::time::timeout(self.connect_timeout, self.connector.open()).await {
+        let mut open = self.connector.open();
+        // A pooled connector usually answers on the first poll (a new stream on a live
+        // connection): then no timer is armed for the connect timeout.
+        if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(open.as_mut().poll(cx))).await
+        {
+            return r;
+        }
+        match tokio::time::timeout(self.connect_timeout, open).await {
             Ok(r) => r,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -113,8 +121,12 @@ impl Upstream {
     }
 
     fn set_health(&self, ok: bool) {
-        self.healthy.store(ok, Ordering::Relaxed);
-        self.metrics.upstream_healthy.set(i64::from(ok));
+        // Written only on a change: every request reports health, and per-core gateways
+        // share these cache lines between threads.
+        if self.healthy.load(Ordering::Relaxed) != ok {
+            self.healthy.store(ok, Ordering::Relaxed);
+            self.metrics.upstream_healthy.set(i64::from(ok));
+        }
     }
 
     /// Opens a stream; on failure retries once immediately (a pooled connector reconnects on

@@ -137,8 +137,9 @@ enum Cmd {
         /// The config file (see config/gateway.example.toml).
         #[arg(long, env = "BETANET_GATEWAY_CONFIG")]
         config: PathBuf,
-        /// Event-loop threads: 0 = one per core, 1 = a single-threaded loop (less CPU per
-        /// request on small machines; see docs/BENCHMARKS.md).
+        /// Event loops: each a single-threaded runtime on its own thread with its own
+        /// SO_REUSEPORT listener and HTX pool (refused connections are relayed to the decoy on
+        /// one extra thread). 0 = one per core; see docs/BENCHMARKS.md.
         #[arg(long, env = "BETANET_GATEWAY_WORKERS", default_value_t = 0)]
         workers: usize,
     },
@@ -290,12 +291,21 @@ fn run() -> Result<()> {
         Cmd::Gateway { config, workers } => {
             let cfg = betanet_gateway::GatewayConfig::load(&config)
                 .with_context(|| format!("gateway config {}", config.display()))?;
-            runtime_with_workers(workers)?.block_on(async {
-                println!("gateway     listening on {} (Ctrl-C to stop)", cfg.listen);
-                betanet_gateway::run_gateway(cfg)
-                    .await
-                    .context("gateway stopped")
-            })
+            let loops = if workers == 0 {
+                std::thread::available_parallelism().map_or(1, usize::from)
+            } else {
+                workers
+            };
+            let gw = betanet_gateway::PerCoreGateway::start(cfg, loops)
+                .context("starting the gateway")?;
+            println!(
+                "gateway     listening on {} ({loops} event loop{}, Ctrl-C to stop)",
+                gw.local_addr(),
+                if loops == 1 { "" } else { "s" }
+            );
+            let stopped = runtime_with_workers(1)?.block_on(tokio::signal::ctrl_c());
+            gw.shutdown();
+            stopped.context("waiting for Ctrl-C")
         }
         Cmd::Ticket {
             ticket_pub_hex,
