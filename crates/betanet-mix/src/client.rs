@@ -8,6 +8,10 @@
 //! arrive on the client's own TCP listener (`reply_listen`). Reply blocks need 2 KiB packets
 //! (a SURB is 543 bytes; a 1 KiB packet carries 528).
 //!
+//! First hop: every packet is handed to its first hop either over plain length-prefixed TCP
+//! or over one HTX (`tcp12`) stream pinned to the node's verified Ed25519 identity
+//! ([`FirstHop`], default [`FirstHop::Auto`]). Later hops are the nodes' business.
+//!
 //! Hidden services: [`MixClient::connect_service`] gives an [`HsSession`]; [`HsSession::fetch`]
 //! sends a request of up to 4 MiB and returns the response, both chunked end to end by
 //! [`crate::hs_stream`]; [`HiddenService::serve`] answers such requests with an async handler,
@@ -33,8 +37,8 @@ use tokio::time::timeout;
 use crate::app::{self, COOKIE_LEN, Side, kind};
 use crate::crypto::{self as mixcrypto, HsKeys, MixPublicKey, MixSecretKey};
 use crate::descriptor::{
-    IntroPoint, ServiceDescriptor, UncheckedMixDescriptor, UncheckedServiceDescriptor,
-    parse_service_url, service_url,
+    self as mixdesc, IntroPoint, ServiceDescriptor, UncheckedMixDescriptor,
+    UncheckedServiceDescriptor, parse_service_url, service_url,
 };
 use crate::error::MixError;
 use crate::hs_stream::{self, Chunk, CounterWindow, Reassembler, ReplyBudget};
@@ -68,6 +72,54 @@ const HS_CLIENT_INBOX: usize = 512;
 /// Inbox capacity of a hidden service (all sessions).
 const HS_SERVICE_INBOX: usize = 2048;
 
+/// How a [`MixClient`] hands packets to the first hop of a route.
+///
+/// The first hop is named by the address in its signed descriptor. A node that advertises its
+/// HTX ingress (`advertise = "htx"`) names its HTX port there, which only speaks HTX.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FirstHop {
+    /// Plain length-prefixed TCP (`u32be len ‖ packet`), as nodes' TCP ingress expects. Each
+    /// new connection is first probed with a describe request: the answer must be a valid
+    /// descriptor of the expected node, else the send fails with [`MixError::FirstHop`] (this
+    /// catches an HTX port at once; it is a sanity check, not authentication).
+    Tcp,
+    /// HTX `tcp12` pinned to the node's Ed25519 identity from its verified descriptor (learnt
+    /// by [`MixClient::discover_nodes`] or [`MixClient::add_node_identity`]); one connection
+    /// and one stream per first hop carrying the same frames, re-dialled when it dies. The
+    /// client authenticates with an ephemeral identity made at [`MixClient::start`]. A first
+    /// hop without a known identity is a [`MixError::FirstHop`] error, never a TCP fallback.
+    Htx,
+    /// Per node: HTX when the client knows the node's identity and the node's descriptor
+    /// names a different address than the one the client described it at (the node
+    /// advertises a separate, HTX, ingress), or it was added with `htx_ingress = true`;
+    /// otherwise TCP. Default: it reaches both kinds of node with no setting, uses the
+    /// authenticated link wherever the node offers one, and never downgrades an HTX node to
+    /// TCP. (Behind NAT, where a node's advertised TCP address differs from the one dialled,
+    /// set [`FirstHop::Tcp`].)
+    #[default]
+    Auto,
+}
+
+/// A node's verified identity as the client knows it.
+#[derive(Clone, Copy, Debug)]
+struct KnownIdentity {
+    identity: [u8; 32],
+    /// The directory address names an HTX ingress (see [`FirstHop::Auto`]).
+    htx_ingress: bool,
+}
+
+/// A pooled link to one first hop.
+enum FirstHopConn {
+    Tcp(TcpStream),
+    Htx(Box<HtxLink>),
+}
+
+/// An HTX connection to a first hop and the stream its packets ride on.
+struct HtxLink {
+    conn: betanet_net::Connection,
+    stream: betanet_net::Stream,
+}
+
 /// Client configuration.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -79,8 +131,10 @@ pub struct ClientConfig {
     pub mode: PrivacyMode,
     /// Default `send_packet` timeout.
     pub default_timeout: Duration,
-    /// TCP connect timeout.
+    /// Connect timeout (TCP connect, describe answers, first-hop probe, HTX dial).
     pub connect_timeout: Duration,
+    /// How packets reach their first hop (default [`FirstHop::Auto`]).
+    pub first_hop: FirstHop,
 }
 
 impl Default for ClientConfig {
@@ -91,6 +145,7 @@ impl Default for ClientConfig {
             mode: PrivacyMode::Strict,
             default_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
+            first_hop: FirstHop::Auto,
         }
     }
 }
@@ -129,6 +184,10 @@ pub struct ClientStats {
     pub reply_timeouts: u64,
     /// Hop selections that used the `bn-fallback` beacon.
     pub beacon_fallbacks: u64,
+    /// First-hop links opened over plain TCP (probed).
+    pub first_hop_tcp_links: u64,
+    /// First-hop links opened over HTX (authenticated handshake + stream).
+    pub first_hop_htx_links: u64,
 }
 
 #[derive(Default)]
@@ -139,6 +198,8 @@ struct Counters {
     replies: AtomicU64,
     timeouts: AtomicU64,
     fallbacks: AtomicU64,
+    tcp_links: AtomicU64,
+    htx_links: AtomicU64,
 }
 
 /// Reply-block secrets by id: the secret, where the reply goes, and when it was made.
@@ -155,7 +216,11 @@ struct Inner {
     circuits: Mutex<HashMap<String, Circuit>>,
     selector: Mutex<HopSelector>,
     pending: Arc<Mutex<Pending>>,
-    conns: tokio::sync::Mutex<HashMap<SocketAddr, TcpStream>>,
+    /// Verified identities by node id.
+    idents: Mutex<HashMap<[u8; 32], KnownIdentity>>,
+    /// How this client dials HTX first hops (ephemeral identity, `tcp12`).
+    htx: betanet_net::ClientConfig,
+    conns: tokio::sync::Mutex<HashMap<SocketAddr, FirstHopConn>>,
     rng: Mutex<StdRng>,
     counters: Arc<Counters>,
     accept: JoinHandle<()>,
@@ -239,6 +304,10 @@ impl MixClient {
         rng.fill_bytes(k0c.as_mut());
         let pending = Arc::new(Mutex::new(HashMap::new()));
         let counters = Arc::new(Counters::default());
+        let mut htx =
+            betanet_net::ClientConfig::new(betanet_crypto::sign::SigningKey::generate(&mut rng));
+        htx.transport = betanet_net::Transport::Tcp12;
+        htx.connect_timeout = cfg.connect_timeout;
         let accept = tokio::spawn(reply_listener(listener, pending.clone(), counters.clone()));
         Ok(MixClient {
             inner: Arc::new(Inner {
@@ -250,6 +319,8 @@ impl MixClient {
                 circuits: Mutex::new(HashMap::new()),
                 selector: Mutex::new(HopSelector::new()),
                 pending,
+                idents: Mutex::new(HashMap::new()),
+                htx,
                 conns: tokio::sync::Mutex::new(HashMap::new()),
                 rng: Mutex::new(rng),
                 counters,
@@ -291,7 +362,61 @@ impl MixClient {
             .map_err(|_| io(std::io::ErrorKind::TimedOut.into()))?
             .map_err(io)?
             .ok_or_else(|| io(std::io::ErrorKind::UnexpectedEof.into()))?;
-        UncheckedMixDescriptor::decode(&f)?.verify()
+        let d = UncheckedMixDescriptor::decode(&f)?;
+        let info = d.verify()?;
+        lock(&self.inner.idents).insert(
+            info.id,
+            KnownIdentity {
+                identity: d.identity(),
+                htx_ingress: info.addr.0 != seed,
+            },
+        );
+        Ok(info)
+    }
+
+    /// Records the Ed25519 identity of a node learnt elsewhere (e.g. from a verified
+    /// consensus or descriptor), so it can be an HTX first hop. `htx_ingress` says that the
+    /// node's directory address is its HTX ingress ([`FirstHop::Auto`] then uses HTX).
+    /// Returns the node id (SHA-256 of the key); fails if the key is not a valid Ed25519 key.
+    pub fn add_node_identity(
+        &self,
+        identity: [u8; 32],
+        htx_ingress: bool,
+    ) -> Result<[u8; 32], MixError> {
+        betanet_crypto::sign::VerifyingKey::from_bytes(&identity)
+            .map_err(|_| MixError::BadDescriptor("bad identity key"))?;
+        let id = mixdesc::id_of(&identity);
+        lock(&self.inner.idents).insert(
+            id,
+            KnownIdentity {
+                identity,
+                htx_ingress,
+            },
+        );
+        Ok(id)
+    }
+
+    /// The verified Ed25519 identity of node `id`, if known.
+    pub fn node_identity(&self, id: &[u8; 32]) -> Option<[u8; 32]> {
+        lock(&self.inner.idents).get(id).map(|k| k.identity)
+    }
+
+    /// How this client reaches `node` as a first hop: [`FirstHop::Tcp`] or [`FirstHop::Htx`]
+    /// ([`FirstHop::Auto`] resolved by its rule).
+    pub fn first_hop_transport(&self, node: &MixNodeInfo) -> FirstHop {
+        match self.inner.cfg.first_hop {
+            FirstHop::Auto => {
+                if lock(&self.inner.idents)
+                    .get(&node.id)
+                    .is_some_and(|k| k.htx_ingress)
+                {
+                    FirstHop::Htx
+                } else {
+                    FirstHop::Tcp
+                }
+            }
+            m => m,
+        }
     }
 
     /// Adds directory entries learnt elsewhere (e.g. a verified consensus).
@@ -386,6 +511,8 @@ impl MixClient {
             replies_received: c.replies.load(Ordering::Relaxed),
             reply_timeouts: c.timeouts.load(Ordering::Relaxed),
             beacon_fallbacks: c.fallbacks.load(Ordering::Relaxed),
+            first_hop_tcp_links: c.tcp_links.load(Ordering::Relaxed),
+            first_hop_htx_links: c.htx_links.load(Ordering::Relaxed),
         }
     }
 
@@ -435,7 +562,11 @@ impl MixClient {
             )?
         };
         let c = &self.inner.counters;
-        match self.send_raw(first.0, &pkt).await {
+        let Some(hop) = route.first() else {
+            return Err(MixError::PathLength(0));
+        };
+        debug_assert_eq!(hop.addr, first);
+        match self.send_raw(hop, &pkt).await {
             Ok(()) => {
                 c.packets.fetch_add(1, Ordering::Relaxed);
                 c.bytes.fetch_add(message.len() as u64, Ordering::Relaxed);
@@ -448,29 +579,58 @@ impl MixClient {
         }
     }
 
-    async fn send_raw(&self, to: SocketAddr, frame: &[u8]) -> Result<(), MixError> {
+    /// Hands one packet to its first hop `hop` over the pooled link ([`FirstHop`]); a dead
+    /// link is replaced once.
+    async fn send_raw(&self, hop: &MixNodeInfo, frame: &[u8]) -> Result<(), MixError> {
+        let to = hop.addr.0;
+        let identity = match self.first_hop_transport(hop) {
+            FirstHop::Htx => Some(self.node_identity(&hop.id).ok_or_else(|| {
+                MixError::FirstHop {
+                    addr: to,
+                    reason: "HTX first hop without a verified Ed25519 identity (learn it with \
+                             discover_nodes or add_node_identity)"
+                        .into(),
+                }
+            })?),
+            _ => None,
+        };
         let mut buf = Vec::with_capacity(frame.len() + 4);
         buf.extend_from_slice(&u32::try_from(frame.len()).unwrap_or(0).to_be_bytes());
         buf.extend_from_slice(frame);
         let mut conns = self.inner.conns.lock().await;
         for _ in 0..2 {
-            let s = match conns.entry(to) {
+            // A pooled link of the other kind, pinned to another key, or dead is replaced.
+            let stale = match (conns.get(&to), &identity) {
+                (Some(FirstHopConn::Tcp(_)), Some(_)) => true,
+                (Some(FirstHopConn::Htx(_)), None) => true,
+                (Some(FirstHopConn::Htx(l)), Some(id)) => {
+                    l.conn.close_reason().is_some() || l.conn.peer_identity().to_bytes() != *id
+                }
+                _ => false,
+            };
+            if stale {
+                conns.remove(&to);
+            }
+            let link = match conns.entry(to) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    let s = timeout(self.inner.cfg.connect_timeout, TcpStream::connect(to))
-                        .await
-                        .map_err(|_| {
-                            MixError::io(
-                                format!("connect {to}"),
-                                std::io::ErrorKind::TimedOut.into(),
-                            )
-                        })?
-                        .map_err(|e| MixError::io(format!("connect {to}"), e))?;
-                    let _ = s.set_nodelay(true);
-                    v.insert(s)
+                    let c = match &identity {
+                        Some(id) => self.dial_htx(to, id).await?,
+                        None => self.dial_tcp(hop).await?,
+                    };
+                    v.insert(c)
                 }
             };
-            if s.write_all(&buf).await.is_ok() {
+            let written = match link {
+                FirstHopConn::Tcp(s) => s.write_all(&buf).await.is_ok(),
+                // Flow control may hold a write; bound it like a reply wait.
+                FirstHopConn::Htx(l) => {
+                    timeout(self.inner.cfg.default_timeout, l.stream.write_all(&buf))
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+                }
+            };
+            if written {
                 return Ok(());
             }
             conns.remove(&to);
@@ -481,8 +641,109 @@ impl MixClient {
         ))
     }
 
+    /// A TCP link to first hop `hop`, probed with a describe request: the answer must be a
+    /// valid descriptor of `hop` (so an HTX port or another service fails at once, clearly).
+    async fn dial_tcp(&self, hop: &MixNodeInfo) -> Result<FirstHopConn, MixError> {
+        let to = hop.addr.0;
+        let t = self.inner.cfg.connect_timeout;
+        let timed_out =
+            || MixError::io(format!("connect {to}"), std::io::ErrorKind::TimedOut.into());
+        let mut s = timeout(t, TcpStream::connect(to))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| MixError::io(format!("connect {to}"), e))?;
+        let _ = s.set_nodelay(true);
+        let not_mix = |why: &str| MixError::FirstHop {
+            addr: to,
+            reason: format!(
+                "does not answer as a length-prefixed mix ingress ({why}); if the node \
+                 advertises its HTX ingress, use FirstHop::Htx or FirstHop::Auto"
+            ),
+        };
+        let answer = async {
+            write_frame(&mut s, &[CTRL_DESCRIBE]).await?;
+            read_frame(&mut s).await
+        };
+        let f = match timeout(t, answer).await {
+            Err(_) => return Err(not_mix("no describe answer in time")),
+            Ok(Err(_)) | Ok(Ok(None)) => return Err(not_mix("connection closed on describe")),
+            Ok(Ok(Some(f))) => f,
+        };
+        let info = UncheckedMixDescriptor::decode(&f)
+            .and_then(|d| d.verify())
+            .map_err(|_| not_mix("no valid descriptor"))?;
+        if info.id != hop.id {
+            return Err(MixError::FirstHop {
+                addr: to,
+                reason: "answered with the descriptor of another node".into(),
+            });
+        }
+        self.inner
+            .counters
+            .tcp_links
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(FirstHopConn::Tcp(s))
+    }
+
+    /// An HTX (`tcp12`) connection to `to` authenticated as `identity`, and its packet stream.
+    async fn dial_htx(
+        &self,
+        to: SocketAddr,
+        identity: &[u8; 32],
+    ) -> Result<FirstHopConn, MixError> {
+        let vk = betanet_crypto::sign::VerifyingKey::from_bytes(identity)
+            .map_err(|_| MixError::BadDescriptor("bad identity key"))?;
+        let dialed = timeout(
+            self.inner.cfg.connect_timeout,
+            betanet_net::dial(&to.to_string(), &vk, &self.inner.htx),
+        )
+        .await;
+        let conn = match dialed {
+            Err(_) => {
+                return Err(MixError::io(
+                    format!("HTX connect {to}"),
+                    std::io::ErrorKind::TimedOut.into(),
+                ));
+            }
+            // Unreachable (like a TCP connect failure), not a configuration problem.
+            Ok(Err(betanet_net::NetError::Io(e))) => {
+                return Err(MixError::io(format!("HTX connect {to}"), e));
+            }
+            Ok(Err(betanet_net::NetError::Refused { .. })) => {
+                return Err(MixError::io(
+                    format!("HTX connect {to}"),
+                    std::io::ErrorKind::ConnectionRefused.into(),
+                ));
+            }
+            Ok(Err(betanet_net::NetError::Timeout { .. })) => {
+                return Err(MixError::io(
+                    format!("HTX connect {to}"),
+                    std::io::ErrorKind::TimedOut.into(),
+                ));
+            }
+            Ok(Err(e)) => {
+                return Err(MixError::FirstHop {
+                    addr: to,
+                    reason: format!("HTX handshake failed: {e}"),
+                });
+            }
+            Ok(Ok(c)) => c,
+        };
+        let stream = conn.open_stream().map_err(|e| MixError::FirstHop {
+            addr: to,
+            reason: format!("HTX stream: {e}"),
+        })?;
+        self.inner
+            .counters
+            .htx_links
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(FirstHopConn::Htx(Box::new(HtxLink { conn, stream })))
+    }
+
     /// Sends `payload` over circuit `id` with a fresh reply block; waits up to `wait` (default
-    /// from the config) for the exit handler's response. Returns `(sent, response)`.
+    /// from the config) for the exit handler's response. Returns `(sent, response)`; `sent`
+    /// is `false` when the first hop was unreachable. Fails with [`MixError::FirstHop`] when
+    /// the first hop cannot be used with the configured [`FirstHop`] mode.
     pub async fn send_packet(
         &self,
         id: &str,
@@ -502,9 +763,14 @@ impl MixClient {
         let (tx, mut rx) = mpsc::channel(1);
         let surb = self.make_surb(&back, tx)?;
         let msg = app::request(Some(&surb), payload);
-        if self.send_message(&circuit.hops, &msg).await.is_err() {
+        if let Err(e) = self.send_message(&circuit.hops, &msg).await {
             drop(rx);
             self.forget_abandoned();
+            // A first hop this client cannot use as configured is an error; an unreachable
+            // one is `(false, None)`.
+            if matches!(e, MixError::FirstHop { .. }) {
+                return Err(e);
+            }
             return Ok((false, None));
         }
         if let Some(c) = lock(&self.inner.circuits).get_mut(id) {

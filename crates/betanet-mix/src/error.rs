@@ -141,6 +141,16 @@ pub enum MixError {
         /// Answers received.
         answered: usize,
     },
+    /// The client cannot hand packets to this first hop with its first-hop setting
+    /// ([`crate::client::FirstHop`]): no verified identity for HTX, the HTX handshake failed,
+    /// or the address does not answer as a length-prefixed mix ingress (e.g. it is an HTX port).
+    #[error("first hop {addr}: {reason}")]
+    FirstHop {
+        /// The first hop's address.
+        addr: std::net::SocketAddr,
+        /// What is wrong and what to do about it.
+        reason: String,
+    },
 }
 
 impl MixError {
