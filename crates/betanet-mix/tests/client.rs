@@ -3,14 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use betanet_mix::app::{ExitApp, ExitAppStats, RequestHandler};
 use betanet_mix::client::{ClientConfig, MixClient};
-use betanet_mix::delay::DelayDist;
-use betanet_mix::node::{Mixnode, MixnodeConfig};
-use betanet_mix::replay::ReplayConfig;
+use betanet_mix::node::Mixnode;
 use betanet_mix::select::MixNodeInfo;
 use ed25519_dalek::SigningKey;
 use tempfile::TempDir;
@@ -28,13 +28,7 @@ async fn start(n: usize) -> Net {
     let mut dirs = Vec::new();
     for _ in 0..n {
         let d = tempfile::tempdir().unwrap();
-        let mut c = MixnodeConfig::new("127.0.0.1:0".parse().unwrap(), d.path().to_path_buf());
-        c.delay = DelayDist::uniform(Duration::from_millis(1), Duration::from_millis(5)).unwrap();
-        c.replay = ReplayConfig {
-            capacity: 100_000,
-            fp_rate: 1e-9,
-        };
-        c.workers = 1;
+        let c = common::node_config("127.0.0.1:0".parse().unwrap(), d.path(), 5, 100_000);
         let (tx, rx) = mpsc::channel(1024);
         let node = Mixnode::start(c, Some(tx)).await.unwrap();
         let handler: RequestHandler = Arc::new(|d: &[u8]| {

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,11 +14,9 @@ use std::time::{Duration, Instant};
 
 use betanet_mix::app::{ExitApp, ExitAppStats, RV_SEND_HEADER, kind};
 use betanet_mix::client::{ClientConfig, HiddenService, MixClient};
-use betanet_mix::delay::DelayDist;
 use betanet_mix::hs_stream::CHUNK_DATA;
-use betanet_mix::node::{Mixnode, MixnodeConfig};
+use betanet_mix::node::Mixnode;
 use betanet_mix::packet::SURB_LEN;
-use betanet_mix::replay::ReplayConfig;
 use ed25519_dalek::SigningKey;
 use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
@@ -81,13 +81,7 @@ async fn start_with(n: usize, secret: Arc<HashSet<[u8; NEEDLE]>>, fate: Fate) ->
     let (mut nodes, mut stats, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
         let d = tempfile::tempdir().unwrap();
-        let mut c = MixnodeConfig::new("127.0.0.1:0".parse().unwrap(), d.path().to_path_buf());
-        c.delay = DelayDist::uniform(Duration::from_millis(1), Duration::from_millis(25)).unwrap();
-        c.replay = ReplayConfig {
-            capacity: 100_000,
-            fp_rate: 1e-9,
-        };
-        c.workers = 1;
+        let c = common::node_config("127.0.0.1:0".parse().unwrap(), d.path(), 25, 100_000);
         let (tx, mut rx) = mpsc::channel(1024);
         let node = Mixnode::start(c, Some(tx)).await.unwrap();
         let st = Arc::new(Mutex::new(ExitAppStats::default()));

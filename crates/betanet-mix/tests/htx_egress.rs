@@ -4,27 +4,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::time::Duration;
 
-use betanet_mix::delay::DelayDist;
 use betanet_mix::node::{
     Delivery, Metrics, Mixnode, MixnodeConfig, PeerConfig, PeerTransport, UnknownPeers, write_frame,
 };
 use betanet_mix::packet::{NodeAddr, PacketSize, RouteHop, build_packet};
-use betanet_mix::replay::ReplayConfig;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 
 fn cfg(dir: &TempDir) -> MixnodeConfig {
-    let mut c = MixnodeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-    c.delay = DelayDist::uniform(Duration::from_millis(1), Duration::from_millis(3)).unwrap();
-    c.replay = ReplayConfig {
-        capacity: 10_000,
-        fp_rate: 1e-9,
-    };
-    c.workers = 1;
+    let mut c = common::node_config("127.0.0.1:0".parse().unwrap(), dir.path(), 3, 10_000);
     c.htx_listen = Some("127.0.0.1:0".parse().unwrap());
     c
 }

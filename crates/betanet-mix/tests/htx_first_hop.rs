@@ -5,15 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use betanet_mix::app::{ExitApp, RequestHandler};
 use betanet_mix::client::{ClientConfig, FirstHop, MixClient};
-use betanet_mix::delay::DelayDist;
 use betanet_mix::error::MixError;
 use betanet_mix::node::{Advertise, Metrics, Mixnode, MixnodeConfig, PeerConfig, PeerTransport};
-use betanet_mix::replay::ReplayConfig;
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 
@@ -23,13 +23,7 @@ struct Net {
 }
 
 fn node_cfg(dir: &TempDir, listen: &str, htx: &str) -> MixnodeConfig {
-    let mut c = MixnodeConfig::new(listen.parse().unwrap(), dir.path().to_path_buf());
-    c.delay = DelayDist::uniform(Duration::from_millis(1), Duration::from_millis(3)).unwrap();
-    c.replay = ReplayConfig {
-        capacity: 10_000,
-        fp_rate: 1e-9,
-    };
-    c.workers = 1;
+    let mut c = common::node_config(listen.parse().unwrap(), dir.path(), 3, 10_000);
     c.htx_listen = Some(htx.parse().unwrap());
     c.advertise = Advertise::Htx;
     c

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -10,7 +12,6 @@ use betanet_mix::node::{Delivery, Metrics, Mixnode, MixnodeConfig, read_frame, w
 use betanet_mix::packet::{
     HEADER_LEN, NodeAddr, PacketSize, RouteHop, SURB_ID_LEN, SURB_LEN, Surb, build_packet,
 };
-use betanet_mix::replay::ReplayConfig;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tempfile::TempDir;
@@ -21,14 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 fn fast_cfg(dir: &TempDir) -> MixnodeConfig {
-    let mut c = MixnodeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-    c.delay = DelayDist::uniform(Duration::from_millis(1), Duration::from_millis(5)).unwrap();
-    c.replay = ReplayConfig {
-        capacity: 100_000,
-        fp_rate: 1e-9,
-    };
-    c.workers = 1;
-    c
+    common::node_config("127.0.0.1:0".parse().unwrap(), dir.path(), 5, 100_000)
 }
 
 struct Net {
