@@ -18,21 +18,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use betanet_app::{App, AppConfig, NodeStats, PeerInfo, PluginRegistry};
+use betanet_app::{App, AppConfig, NodeStats, PluginRegistry};
+use betanet_crypto::sign::SigningKey;
 use betanet_mix::app::{ExitApp, ExitAppStats};
-use betanet_mix::client::{ClientConfig, HiddenService, HsSession, MixClient};
+use betanet_mix::client::{ClientConfig, HsSession, MixClient};
 use betanet_mix::delay::DelayDist;
-use betanet_mix::hsdir::{self, PublishStatus};
+use betanet_mix::hsdir;
 use betanet_mix::node::{Mixnode, MixnodeConfig};
 use betanet_proxy::{MixSettings, Proxy, ProxyConfig};
 use betanet_wire::bar::{self, HeaderValue, Method, stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use crate::hidden_site::{HiddenSiteOptions, start_hidden_site};
+
 /// Marker the check looks for in the hidden site's front page.
 const PAGE_MARKER: &str = "reachable only through the mixnet";
-/// Largest BAR response the hidden service returns (the stream layer's limit).
-const MAX_RESPONSE: usize = betanet_mix::hs_stream::MAX_MESSAGE;
 
 fn now_unix() -> u64 {
     SystemTime::now()
@@ -96,35 +97,6 @@ fn site() -> Result<Arc<App>> {
         ))
     })?;
     Ok(app.into_shared())
-}
-
-/// Runs one BAR exchange (`request` in stream form) against `app` in memory and returns the
-/// response in stream form.
-async fn answer(app: Arc<App>, request: Vec<u8>) -> Vec<u8> {
-    let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    let server = tokio::spawn(betanet_app::serve_stream(app, theirs, PeerInfo::local()));
-    let (mut rd, mut wr) = tokio::io::split(ours);
-    let write = async {
-        wr.write_all(&request).await?;
-        wr.shutdown().await
-    };
-    let mut out = Vec::new();
-    let read = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = rd.read(&mut buf).await?;
-            if n == 0 || out.len() + n > MAX_RESPONSE {
-                return Ok::<_, std::io::Error>(());
-            }
-            out.extend_from_slice(buf.get(..n).unwrap_or_default());
-        }
-    };
-    let (w, r) = tokio::join!(write, read);
-    if let Err(e) = w.and(r) {
-        tracing::debug!(error = %e, "hidden-service BAR exchange failed");
-    }
-    let _ = server.await;
-    out
 }
 
 fn bar_get(path: &str) -> Result<Vec<u8>> {
@@ -223,57 +195,51 @@ pub async fn run(mixnodes: usize, delay_max_ms: u64, check: bool, dir: &Path) ->
         }
     );
 
-    // The hidden service: its own mix client (reply-block listener only) and key.
-    let svc_client = MixClient::start(ClientConfig::default()).await?;
-    svc_client.discover_nodes(&seeds).await;
-    let mut seed = [0u8; 32];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
-    let mut hs = HiddenService::from_seed(svc_client, &seed)?;
-    zeroize::Zeroize::zeroize(&mut seed);
-    let url = hs.url();
-    let intro_node = nodes.first().context("no mixnode")?;
-    let intro = intro_node.node.info();
-    const INTRO_SURBS: u64 = 4;
-    hs.register_intro(&intro, INTRO_SURBS as usize).await?;
+    // The hidden service (shared with `betanet serve --hidden-service`): its own mix client
+    // (reply-block listener only), a fresh key, intro points, directory publication.
+    const INTRO_POINTS: usize = 2;
+    let opts = HiddenSiteOptions {
+        intro_points: INTRO_POINTS,
+        intro_surbs: 4,
+        ..HiddenSiteOptions::default()
+    };
+    let key = SigningKey::generate(&mut rand_core::OsRng);
+    let t = Instant::now();
+    let hidden = start_hidden_site(site()?, &key, &seeds, &opts).await?;
+    let publication = match &hidden.first_publication {
+        Ok(p) => p.clone(),
+        Err(e) => bail!("publishing the descriptor: {e}"),
+    };
+    let publish_ms = t.elapsed().as_secs_f64() * 1e3;
+    let want = (INTRO_POINTS * opts.intro_surbs) as u64;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while stats_of(intro_node).intros_registered < INTRO_SURBS {
+    while nodes
+        .iter()
+        .map(|x| stats_of(x).intros_registered)
+        .sum::<u64>()
+        < want
+    {
         if Instant::now() > deadline {
-            bail!("the introduction point did not register the service within 10 s");
+            bail!("the introduction points did not register the service within 10 s");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let now = now_unix();
-    let descriptor = hs.descriptor(&[intro], now.saturating_sub(60), now + 3600);
-    let t = Instant::now();
-    let acks = hs
-        .publish_descriptor(&descriptor, now, Duration::from_secs(10))
-        .await
-        .context("publishing the descriptor")?;
-    let stored = acks
-        .iter()
-        .filter(|a| a.status == Some(PublishStatus::Stored))
-        .count();
-    if stored == 0 {
-        bail!("no hidden-service directory stored the descriptor: {acks:?}");
-    }
-    let publish_ms = t.elapsed().as_secs_f64() * 1e3;
-    let app = site()?;
-    let serving = app.clone();
-    let service = tokio::spawn(hs.serve(move |req: Vec<u8>| answer(serving.clone(), req), 16));
+    let url = hidden.url.clone();
+    let intro_addrs: Vec<String> = hidden.intros.iter().map(|i| i.addr.0.to_string()).collect();
     println!("  hidden site  {url}");
     println!(
-        "               signed descriptor ({} B, Ed25519) lists intro point {}; the site has no \
-         TCP/HTX listener",
-        descriptor.len(),
-        intro.addr.0
+        "               signed descriptor ({} B, Ed25519) lists intro points {}; the site has \
+         no TCP/HTX listener",
+        publication.descriptor_len,
+        intro_addrs.join(", ")
     );
     println!(
         "  hsdir        descriptor published through the mixnet to {} directory nodes (the {} \
          XOR-closest to SHA-256(\"bn-hsdir\"||id||day), today and tomorrow): stored by {} in \
-         {:.0} ms",
-        acks.len(),
+         {:.0} ms (with intro registration)",
+        publication.acks.len(),
         hsdir::HSDIR_REPLICAS,
-        stored,
+        publication.stored(),
         publish_ms
     );
 
@@ -379,7 +345,7 @@ pub async fn run(mixnodes: usize, delay_max_ms: u64, check: bool, dir: &Path) ->
         println!("stopping");
     }
     proxy.shutdown().await;
-    service.abort();
+    drop(hidden);
     for x in nodes {
         let _ = x.node.shutdown().await;
     }

@@ -7,6 +7,7 @@
 mod demo;
 mod demo_hidden;
 mod demo_mix;
+mod hidden_site;
 mod keyfile;
 mod mixnode_cmd;
 mod proxy_cmd;
@@ -82,7 +83,8 @@ enum Cmd {
         #[arg(long)]
         key: Option<PathBuf>,
     },
-    /// Run a site server: the app framework behind an HTX listener.
+    /// Run a site server: the app framework behind an HTX listener (or only as a mixnet
+    /// hidden service with `--hidden-service --mix-seed ADDR`).
     Serve(serve::ServeArgs),
     /// Run the client proxy: local SOCKS5 + HTTP proxy to configured Betanet sites (no
     /// clearnet exit).

@@ -44,6 +44,19 @@ pub struct ServeArgs {
     /// Concurrent HTX connections served (one driver task each).
     #[arg(long, default_value_t = 256)]
     pub pool_size: usize,
+    /// Serve the site ONLY as a mixnet hidden service (no HTX listener), keyed by the node
+    /// key of the data dir (stable `betanet://` id); needs `--mix-seed`.
+    #[arg(long, requires = "mix_seeds")]
+    pub hidden_service: bool,
+    /// Mixnode address to discover the mixnet from (repeatable; with `--hidden-service`).
+    #[arg(long = "mix-seed")]
+    pub mix_seeds: Vec<SocketAddr>,
+    /// Distinct introduction points to register at (with `--hidden-service`).
+    #[arg(long, default_value_t = 2)]
+    pub intro_points: usize,
+    /// Where the hidden service receives mixnet replies (with `--hidden-service`).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub mix_reply_listen: SocketAddr,
 }
 
 /// Applies a `[profile.NAME]` table (NAME = lowercase `BETANET_PROFILE`) over the top-level
@@ -94,13 +107,22 @@ pub fn site_config(args: &ServeArgs) -> Result<AppConfig> {
     ))
 }
 
-/// Listens for HTX and serves the app until Ctrl-C.
+/// Listens for HTX (or, with `--hidden-service`, serves through the mixnet only) and serves
+/// the app until Ctrl-C.
 pub async fn run(args: ServeArgs, data_dir: &Path) -> Result<()> {
     let cfg = site_config(&args)?;
     let stats = Arc::new(NodeStats::new());
     let registry = PluginRegistry::with_builtins();
     let app = App::from_config(&cfg, &registry, stats.clone())?.into_shared();
     let identity = betanet_net::cli::load_or_create_identity(data_dir)?;
+    if args.hidden_service {
+        let opts = crate::hidden_site::HiddenSiteOptions {
+            intro_points: args.intro_points,
+            reply_listen: args.mix_reply_listen,
+            ..Default::default()
+        };
+        return crate::hidden_site::run_hidden_site(app, &identity, &args.mix_seeds, &opts).await;
+    }
     let public = identity.verifying_key();
     let mut server = ServerConfig::new(identity);
     server.transport = args.transport;
