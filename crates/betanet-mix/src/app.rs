@@ -277,6 +277,16 @@ impl<K: std::hash::Hash + Eq + Copy> SurbTable<K> {
         }
         s
     }
+
+    /// The most recently deposited block for `k` (intro points: a service refreshes its
+    /// blocks periodically, and the newest are the ones most likely still usable).
+    fn pop_newest(&mut self, k: &K) -> Option<Surb> {
+        let s = self.map.get_mut(k).and_then(VecDeque::pop_back);
+        if s.is_some() {
+            self.total -= 1;
+        }
+        s
+    }
 }
 
 type RvKey = ([u8; 16], u8);
@@ -443,7 +453,7 @@ impl ExitApp {
                 if rest.is_empty() || rest.len() > MAX_SEALED_INTRO {
                     return Err(MixError::BadLength(m.len()));
                 }
-                let surb = self.intros.pop(&sid).ok_or(MixError::UnknownSurb)?;
+                let surb = self.intros.pop_newest(&sid).ok_or(MixError::UnknownSurb)?;
                 let mut msg = vec![kind::INTRO_FORWARD];
                 msg.extend_from_slice(rest);
                 out.push(surb.into_packet(&msg)?);

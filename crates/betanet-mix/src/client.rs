@@ -69,6 +69,11 @@ pub const HS_SERVICE_MAX_BUFFERED: usize = 64 << 20;
 pub const HS_MAX_QUEUED: usize = 256;
 /// Inbox capacity of a client session (more than [`HS_CLIENT_WINDOW`]).
 const HS_CLIENT_INBOX: usize = 512;
+/// How often a serving hidden service re-deposits reply blocks at its introduction points
+/// ([`HiddenService::set_intro_refresh`]): an intro point that restarted (and lost them), a
+/// mix key rotation or a forgotten block secret must not leave the service unreachable. Kept
+/// well under the 10 minutes after which a full client may forget unused block secrets.
+pub const HS_INTRO_REFRESH: Duration = Duration::from_secs(300);
 /// Inbox capacity of a hidden service (all sessions).
 const HS_SERVICE_INBOX: usize = 2048;
 
@@ -834,7 +839,9 @@ impl MixClient {
     /// Connects to the hidden service `url` (`betanet://<id>`) described by `descriptor`
     /// (verified here against the id and `now`): picks a rendezvous point, registers a reply
     /// block there, asks an introduction point to introduce it, and waits for the service to
-    /// join the rendezvous.
+    /// join the rendezvous. The descriptor's introduction points are tried in turn from a
+    /// random one (each gets an equal share of `wait`), so one intro point that is down or has
+    /// run out of the service's reply blocks does not make the service unreachable.
     pub async fn connect_service(
         &self,
         url: &str,
@@ -844,19 +851,47 @@ impl MixClient {
     ) -> Result<HsSession, MixError> {
         let sid = parse_service_url(url)?;
         let desc = UncheckedServiceDescriptor::decode(descriptor)?.verify(&sid, now)?;
-        let ip = desc
-            .intro_points
-            .first()
-            .copied()
-            .ok_or(MixError::BadDescriptor("no introduction points"))?;
-        let intro = MixNodeInfo {
-            id: ip.node_id,
-            addr: ip.addr,
-            key: ip.key,
-            key_epoch: ip.key_epoch,
-            as_group: None,
-            weight: 1,
-        };
+        let n = desc.intro_points.len();
+        if n == 0 {
+            return Err(MixError::BadDescriptor("no introduction points"));
+        }
+        let start = (lock(&self.inner.rng).next_u32() as usize) % n;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut last = MixError::BadDescriptor("no introduction points");
+        for k in 0..n {
+            let Some(ip) = desc.intro_points.get((start + k) % n) else {
+                continue;
+            };
+            let intro = MixNodeInfo {
+                id: ip.node_id,
+                addr: ip.addr,
+                key: ip.key,
+                key_epoch: ip.key_epoch,
+                as_group: None,
+                weight: 1,
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let share = left / u32::try_from(n - k).unwrap_or(1).max(1);
+            match self.connect_via(&sid, &desc, &intro, share).await {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    tracing::debug!(error = %e, attempt = k + 1, of = n, "introduction failed");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// One introduction attempt through `intro`.
+    async fn connect_via(
+        &self,
+        sid: &[u8; 32],
+        desc: &ServiceDescriptor,
+        intro: &MixNodeInfo,
+        wait: Duration,
+    ) -> Result<HsSession, MixError> {
+        let sid = *sid;
         let rv = {
             let nodes = lock(&self.inner.nodes).clone();
             let cands: Vec<MixNodeInfo> = nodes.into_iter().filter(|n| n.id != intro.id).collect();
@@ -889,7 +924,7 @@ impl MixClient {
         let surb = self.make_surb(&self.reply_route(2)?, tx.clone())?;
         self.send_message(&self.route_to(&rv, 3)?, &app::establish_rv(&cookie, &surb))
             .await?;
-        self.send_message(&self.route_to(&intro, 3)?, &app::introduce(&sid, &sealed))
+        self.send_message(&self.route_to(intro, 3)?, &app::introduce(&sid, &sealed))
             .await?;
         let mut s = HsSession {
             client: self.clone(),
@@ -1282,8 +1317,10 @@ pub struct HiddenService {
     tx: mpsc::Sender<Vec<u8>>,
     rx: mpsc::Receiver<Vec<u8>>,
     rendezvous: HashMap<[u8; COOKIE_LEN], ServiceSession>,
-    intros: Vec<MixNodeInfo>,
+    /// Registered introduction points and how many reply blocks each was given.
+    intros: Vec<(MixNodeInfo, usize)>,
     introductions: usize,
+    intro_refresh: Duration,
 }
 
 impl std::fmt::Debug for HiddenService {
@@ -1336,6 +1373,7 @@ impl HiddenService {
             rendezvous: HashMap::new(),
             intros: Vec::new(),
             introductions: 0,
+            intro_refresh: HS_INTRO_REFRESH,
         })
     }
 
@@ -1362,10 +1400,27 @@ impl HiddenService {
         intro: &MixNodeInfo,
         surbs: usize,
     ) -> Result<(), MixError> {
-        if !self.intros.iter().any(|i| i.id == intro.id) {
-            self.intros.push(*intro);
+        match self.intros.iter_mut().find(|(i, _)| i.id == intro.id) {
+            Some(e) => e.1 = surbs.max(e.1),
+            None => self.intros.push((*intro, surbs)),
         }
         self.send_intro_surbs(intro, surbs).await
+    }
+
+    /// How often [`HiddenService::serve`] re-deposits each intro point's reply blocks
+    /// (default [`HS_INTRO_REFRESH`]; at least 100 ms).
+    pub fn set_intro_refresh(&mut self, every: Duration) {
+        self.intro_refresh = every.max(Duration::from_millis(100));
+    }
+
+    /// Re-deposits at every registered intro point as many reply blocks as it was given
+    /// (the intro point keeps at most 32 per service and hands out the newest first).
+    async fn refresh_intros(&self) {
+        for (ip, n) in self.intros.clone() {
+            if let Err(e) = self.send_intro_surbs(&ip, n).await {
+                tracing::warn!(error = %e, intro = %hex::encode(&ip.id[..8]), "intro point refresh failed");
+            }
+        }
     }
 
     async fn send_intro_surbs(&self, intro: &MixNodeInfo, surbs: usize) -> Result<(), MixError> {
@@ -1480,7 +1535,7 @@ impl HiddenService {
 
     /// Replaces the intro reply block an introduction used up (round robin over intro points).
     async fn replace_intro_surb(&mut self) -> Result<(), MixError> {
-        if let Some(ip) = self
+        if let Some((ip, _)) = self
             .intros
             .get(self.introductions % self.intros.len().max(1))
         {
@@ -1510,10 +1565,19 @@ impl HiddenService {
         let mut order: std::collections::VecDeque<[u8; COOKIE_LEN]> = Default::default();
         let mut buffered = 0usize;
         let mut tasks = tokio::task::JoinSet::new();
+        let mut refresh = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.intro_refresh,
+            self.intro_refresh,
+        );
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let m = tokio::select! {
                 m = self.rx.recv() => m,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+                _ = refresh.tick() => {
+                    self.refresh_intros().await;
+                    continue;
+                }
             };
             let Some(m) = m else { return };
             let r = match m.first().copied() {

@@ -1,14 +1,16 @@
 //! Hidden-service streams over real mixnodes on 127.0.0.1: a 100 KiB request body and a
 //! 200 KiB response cross a rendezvous point byte-exact, with real per-hop delays (which
 //! reorder chunks) and two clients at once; no node's application layer (introduction and
-//! rendezvous points) ever sees a plaintext slice of either body.
+//! rendezvous points) ever sees a plaintext slice of either body. Also: clients fall back to
+//! the next introduction point, and a serving service refreshes its intro reply blocks (an
+//! intro point that lost them becomes usable again without restarting the service).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,9 @@ fn needles(body: &[u8], into: &mut HashSet<[u8; NEEDLE]>) {
 struct Net {
     nodes: Vec<Mixnode>,
     stats: Vec<Arc<Mutex<ExitAppStats>>>,
+    /// Set to make a node's exit application start afresh (as after a restart: no intro or
+    /// rendezvous state) before it handles its next message.
+    resets: Vec<Arc<AtomicBool>>,
     leaks: Arc<AtomicU64>,
     delivered: Arc<AtomicU64>,
     _dirs: Vec<tempfile::TempDir>,
@@ -78,24 +83,31 @@ async fn start(n: usize, secret: Arc<HashSet<[u8; NEEDLE]>>) -> Net {
 async fn start_with(n: usize, secret: Arc<HashSet<[u8; NEEDLE]>>, fate: Fate) -> Net {
     let leaks = Arc::new(AtomicU64::new(0));
     let delivered = Arc::new(AtomicU64::new(0));
-    let (mut nodes, mut stats, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut nodes, mut stats, mut dirs, mut resets) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
         let d = tempfile::tempdir().unwrap();
         let c = common::node_config("127.0.0.1:0".parse().unwrap(), d.path(), 25, 100_000);
         let (tx, mut rx) = mpsc::channel(1024);
         let node = Mixnode::start(c, Some(tx)).await.unwrap();
         let st = Arc::new(Mutex::new(ExitAppStats::default()));
-        let mut app = ExitApp::new(node.info().id, None);
-        let (sender, st2, secret, leaks, delivered, fate) = (
+        let id = node.info().id;
+        let mut app = ExitApp::new(id, None);
+        let reset = Arc::new(AtomicBool::new(false));
+        let (sender, st2, secret, leaks, delivered, fate, reset2) = (
             node.packet_sender(),
             st.clone(),
             secret.clone(),
             leaks.clone(),
             delivered.clone(),
             fate.clone(),
+            reset.clone(),
         );
         tokio::spawn(async move {
             while let Some(d) = rx.recv().await {
+                if reset2.swap(false, Ordering::AcqRel) {
+                    app = ExitApp::new(id, None);
+                }
                 delivered.fetch_add(1, Ordering::Relaxed);
                 if d.message.windows(NEEDLE).any(|w| {
                     let k: [u8; NEEDLE] = w.try_into().unwrap();
@@ -116,12 +128,14 @@ async fn start_with(n: usize, secret: Arc<HashSet<[u8; NEEDLE]>>, fate: Fate) ->
             }
         });
         stats.push(st);
+        resets.push(reset);
         nodes.push(node);
         dirs.push(d);
     }
     Net {
         nodes,
         stats,
+        resets,
         leaks,
         delivered,
         _dirs: dirs,
@@ -366,6 +380,109 @@ async fn a_lost_chunk_is_reported_and_a_replayed_one_ignored() {
     let small = s.fetch(b"q", Duration::from_secs(10)).await.unwrap();
     assert_eq!(small, b"q".repeat(5 * CHUNK_DATA + 7));
     assert_eq!(s.reply_budget().received, 1 + 6 + 1 + 6);
+    server.abort();
+    for n in net.nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Waits (bounded) until `f` holds for node `i`'s exit-application stats.
+async fn wait_stats(net: &Net, i: usize, f: impl Fn(&ExitAppStats) -> bool) -> bool {
+    for _ in 0..1000 {
+        if f(&net.stats[i].lock().unwrap()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_fall_back_to_the_next_intro_point() {
+    let net = start(4, Arc::new(HashSet::new())).await;
+    let seeds: Vec<_> = net.nodes.iter().map(Mixnode::local_addr).collect();
+    let svc_client = MixClient::start(ClientConfig::default()).await.unwrap();
+    svc_client.discover_nodes(&seeds).await;
+    let mut hs = HiddenService::from_seed(svc_client, &[5u8; 32]).unwrap();
+    let url = hs.url();
+    // The service holds blocks at node 1 only; node 0 is listed too but knows nothing of it
+    // (as an intro point that restarted and lost them would).
+    let (bad, good) = (net.nodes[0].info(), net.nodes[1].info());
+    hs.register_intro(&good, 16).await.unwrap();
+    assert!(wait_stats(&net, 1, |s| s.intros_registered >= 16).await);
+    let now = unix_now();
+    let desc = hs.descriptor(&[bad, good], now - 10, now + 3600);
+    let server = tokio::spawn(hs.serve(|req: Vec<u8>| async move { req }, 2));
+    // Clients start at a random intro point: connect until one has tried the bad one first
+    // (bounded); every connection must succeed.
+    let mut connects = 0;
+    while net.stats[0].lock().unwrap().rejected == 0 && connects < 12 {
+        let client = MixClient::start(ClientConfig::default()).await.unwrap();
+        client.discover_nodes(&seeds).await;
+        let mut s = client
+            .connect_service(&url, &desc, now, Duration::from_secs(8))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.fetch(b"ping", Duration::from_secs(10)).await.unwrap(),
+            b"ping"
+        );
+        connects += 1;
+    }
+    assert!(
+        net.stats[0].lock().unwrap().rejected >= 1,
+        "no client tried the intro point without blocks in {connects} connections"
+    );
+    assert_eq!(net.stats[0].lock().unwrap().introductions, 0);
+    assert!(net.stats[1].lock().unwrap().introductions >= connects);
+    server.abort();
+    for n in net.nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_service_refreshes_its_intro_reply_blocks() {
+    let net = start(4, Arc::new(HashSet::new())).await;
+    let seeds: Vec<_> = net.nodes.iter().map(Mixnode::local_addr).collect();
+    let svc_client = MixClient::start(ClientConfig::default()).await.unwrap();
+    svc_client.discover_nodes(&seeds).await;
+    let mut hs = HiddenService::from_seed(svc_client, &[6u8; 32]).unwrap();
+    let url = hs.url();
+    let intro = net.nodes[0].info();
+    hs.register_intro(&intro, 4).await.unwrap();
+    hs.set_intro_refresh(Duration::from_millis(400));
+    assert!(wait_stats(&net, 0, |s| s.intros_registered >= 4).await);
+    let now = unix_now();
+    let desc = hs.descriptor(&[intro], now - 10, now + 3600);
+    let server = tokio::spawn(hs.serve(|req: Vec<u8>| async move { req }, 2));
+    let connect = || async {
+        let client = MixClient::start(ClientConfig::default()).await.unwrap();
+        client.discover_nodes(&seeds).await;
+        let mut s = client
+            .connect_service(&url, &desc, now, Duration::from_secs(8))
+            .await?;
+        s.fetch(b"hello", Duration::from_secs(10)).await
+    };
+    assert_eq!(connect().await.unwrap(), b"hello");
+    // The intro point loses everything; the serving service re-deposits its blocks there on
+    // its own (the fresh application's counters start at zero), and clients get in again.
+    net.resets[0].store(true, Ordering::Release);
+    assert!(
+        wait_stats(&net, 0, |s| s.intros_registered >= 4
+            && s.introductions == 0)
+        .await,
+        "the service did not refresh its intro point"
+    );
+    assert_eq!(connect().await.unwrap(), b"hello");
+    assert_eq!(net.stats[0].lock().unwrap().introductions, 1);
     server.abort();
     for n in net.nodes {
         n.shutdown().await.unwrap();
