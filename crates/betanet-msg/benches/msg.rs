@@ -129,6 +129,58 @@ async fn sequential(s: &Setup, n: u64) -> Duration {
     .unwrap()
 }
 
+/// The floor under our sequential figure: a bare tokio echo of exactly the bytes one of our
+/// 32-byte echo requests and its answer put on the wire (no framing, no dispatch), on the same
+/// kind of runtime with the loop in a spawned task. Whatever the library does costs on top.
+struct Bare {
+    client: Option<tokio::net::TcpStream>,
+    len: usize,
+}
+
+async fn bare_setup() -> Bare {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let len = Message::new(MessageType::REQUEST_URI, &b"echo"[..], &[0u8; 32][..])
+        .encode()
+        .unwrap()
+        .len();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut b = vec![0u8; len];
+        while s.read_exact(&mut b).await.is_ok() {
+            if s.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+    });
+    let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client.set_nodelay(true).unwrap();
+    Bare {
+        client: Some(client),
+        len,
+    }
+}
+
+async fn bare_round(b: &mut Bare, n: u32) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut c, len) = (b.client.take().unwrap(), b.len);
+    let (c, d) = tokio::spawn(async move {
+        let (msg, mut got) = (vec![0u8; len], vec![0u8; len]);
+        let t = Instant::now();
+        for _ in 0..n {
+            c.write_all(&msg).await.unwrap();
+            c.read_exact(&mut got).await.unwrap();
+        }
+        (c, t.elapsed())
+    })
+    .await
+    .unwrap();
+    b.client = Some(c);
+    f64::from(n) / d.as_secs_f64()
+}
+
 async fn our_round(s: &Setup, n: u32) -> f64 {
     f64::from(n) / sequential(s, u64::from(n)).await.as_secs_f64()
 }
@@ -196,9 +248,17 @@ fn compare_interleaved() {
     for (ours_name, b, theirs_name) in pairs {
         let s = rt.block_on(setup(b));
         rt.block_on(our_round(&s, 500)); // warm-up
-        let (mut o, mut t) = (Vec::new(), Vec::new());
+        // The plain pair also times the bare tokio echo floor in the same rounds.
+        let mut bare = (ours_name == "plain").then(|| rt.block_on(bare_setup()));
+        if let Some(b) = bare.as_mut() {
+            rt.block_on(bare_round(b, 500));
+        }
+        let (mut o, mut t, mut f) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             o.push(rt.block_on(our_round(&s, n_ours)));
+            if let Some(b) = bare.as_mut() {
+                f.push(rt.block_on(bare_round(b, n_ours)));
+            }
             match theirs(theirs_name, n_py) {
                 Some(v) => t.push(v),
                 None => {
@@ -226,6 +286,22 @@ fn compare_interleaved() {
             "\"{ours_name}_vs_{theirs_name}\":{{\"ours_median\":{mo:.0},\"netaio_median\":{mt:.0},\"ratio\":{:.2}}}",
             mo / mt
         ));
+        if !f.is_empty() {
+            let mf = median(&f);
+            println!(
+                "  {:<19} bare tokio echo of the same bytes (no framing, no dispatch): median {mf:>8.0} rt/s [{:.0}..{:.0}] = {:.1}x netaio; ours = {:.0} % of it",
+                "",
+                min(&f),
+                max(&f),
+                mf / mt,
+                100.0 * mo / mf
+            );
+            json.push(format!(
+                "\"bare_tokio_echo\":{{\"median\":{mf:.0},\"vs_netaio\":{:.2},\"ours_share\":{:.3}}}",
+                mf / mt,
+                mo / mf
+            ));
+        }
     }
     let load_after = loadavg();
     println!("  load average before: {load_before}; after: {load_after} (2 cores, shared)");
