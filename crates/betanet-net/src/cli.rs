@@ -147,11 +147,23 @@ pub struct EchoServerInfo {
     pub cert_sha256: Option<[u8; 32]>,
     /// TLS only: the access-ticket public key and id (the client's `--ticket`).
     pub ticket: Option<TicketPublic>,
+    /// The carriage it listens with.
+    pub transport: Transport,
 }
 
 impl std::fmt::Display for EchoServerInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "listening  {}", self.addr)?;
+        let carriage = match self.transport {
+            Transport::Tcp12 => "tcp12 (HTX straight on TCP)",
+            Transport::Tcp11 => "tcp11 (legacy HTX 1.1 framing on TCP)",
+            Transport::Tls => "tls (TLS 1.3 + HTTP/2 on TCP)",
+            Transport::Quic => "quic (QUIC v1 + HTTP/3 on UDP)",
+            Transport::QuicThenTls => {
+                "auto (TLS 1.3 + HTTP/2 on TCP and QUIC v1 + HTTP/3 on UDP, same port)"
+            }
+        };
+        writeln!(f, "carriage   {carriage}")?;
         writeln!(f, "peer id    {}", self.peer_id)?;
         write!(f, "public key {}", hex::encode(self.public_key.to_bytes()))?;
         if let Some(pin) = self.cert_sha256 {
@@ -217,8 +229,9 @@ pub async fn echo_server(
         public_key,
         cert_sha256: None,
         ticket: None,
+        transport: opts.transport,
     };
-    if opts.transport == Transport::Tls {
+    if opts.transport.uses_tls() {
         let tickets = Arc::new(load_or_create_ticket_keys(&opts.data_dir)?);
         info.ticket = Some(tickets.public());
         let tls = load_or_create_tls(&opts.data_dir, &opts.tls_hostname, tickets)?;
@@ -317,12 +330,17 @@ pub async fn stream(
     .map_err(|_| NetError::Config("the server public key is not a valid Ed25519 key".into()))?;
     let mut cfg = ClientConfig::new(SigningKey::generate(&mut rand_core::OsRng));
     cfg.transport = opts.transport;
-    if opts.transport == Transport::Tls {
+    if opts.transport.uses_tls() {
+        let t = opts.transport;
         let pin = opts.cert_pin_hex.as_deref().ok_or_else(|| {
-            NetError::Config("--transport tls needs --cert-pin (printed by the server)".into())
+            NetError::Config(format!(
+                "--transport {t} needs --cert-pin (printed by the server)"
+            ))
         })?;
         let ticket = opts.ticket_hex.as_deref().ok_or_else(|| {
-            NetError::Config("--transport tls needs --ticket (printed by the server)".into())
+            NetError::Config(format!(
+                "--transport {t} needs --ticket (printed by the server)"
+            ))
         })?;
         let t = parse_hex::<40>(ticket, "--ticket")?;
         let (p, k) = t.split_at(32);

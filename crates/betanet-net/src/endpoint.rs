@@ -24,9 +24,27 @@ pub enum Transport {
     /// Legacy HTX 1.1 framing straight on TCP (SPEC §4.7; opt-in, never the default). Same
     /// handshake and keys as `tcp12`; the selected L2 id is `betanet/htx/1.1.0`.
     Tcp11,
+    /// QUIC v1 carrying HTTP/3 over UDP; HTX rides in a streaming POST (SPEC PD-1, §4.8).
+    /// Uses the same TLS settings as [`Transport::Tls`].
+    Quic,
+    /// `auto`. Client: QUIC first; if it fails, TLS + HTTP/2 to the same address after a
+    /// random 200–1200 ms (SPEC §4.8; `BETANET_DEV_FAST=1` skips the wait). Server: TLS +
+    /// HTTP/2 on the TCP port and QUIC + HTTP/3 on the same UDP port, like a web server
+    /// offering both.
+    QuicThenTls,
 }
 
 impl Transport {
+    /// Whether this carriage runs inside TLS (TCP or QUIC) and so needs the front's
+    /// certificate and ticket key.
+    #[must_use]
+    pub fn uses_tls(self) -> bool {
+        matches!(
+            self,
+            Transport::Tls | Transport::Quic | Transport::QuicThenTls
+        )
+    }
+
     /// The engine configuration for this carriage.
     pub(crate) fn engine_config(self, htx: &HtxConfig) -> HtxConfig {
         let mut c = htx.clone();
@@ -50,8 +68,10 @@ impl std::str::FromStr for Transport {
             "tcp12" => Ok(Transport::Tcp12),
             "tls" => Ok(Transport::Tls),
             "tcp11" => Ok(Transport::Tcp11),
+            "quic" => Ok(Transport::Quic),
+            "auto" => Ok(Transport::QuicThenTls),
             other => Err(NetError::Config(format!(
-                "unknown transport {other:?}: use tcp12, tls or tcp11"
+                "unknown transport {other:?}: use tcp12, tls, quic, auto (QUIC, then TLS) or tcp11"
             ))),
         }
     }
@@ -63,6 +83,8 @@ impl std::fmt::Display for Transport {
             Transport::Tcp12 => "tcp12",
             Transport::Tls => "tls",
             Transport::Tcp11 => "tcp11",
+            Transport::Quic => "quic",
+            Transport::QuicThenTls => "auto",
         })
     }
 }
@@ -86,7 +108,8 @@ pub struct ClientConfig {
     pub transport: Transport,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
-    /// TLS + HTTP/2 settings (required for [`Transport::Tls`]).
+    /// TLS settings (required for [`Transport::Tls`], [`Transport::Quic`] and
+    /// [`Transport::QuicThenTls`]).
     pub tls: Option<TlsClient>,
     /// TLS carriage: the probability that a connection carries an HTTP/2 PRIORITY frame
     /// (SPEC §4.1 cover behaviour). [`ClientConfig::new`] draws it once per client,
@@ -137,7 +160,7 @@ pub struct ServerConfig {
     pub pq: PqMode,
     /// The carriage.
     pub transport: Transport,
-    /// TLS + HTTP/2 settings (required for [`Transport::Tls`]).
+    /// TLS settings (required for [`Transport::Tls`] and [`Transport::Quic`]).
     pub tls: Option<TlsServer>,
     /// Handshakes running at once (more connections wait).
     pub max_handshakes: usize,
@@ -200,9 +223,17 @@ pub async fn dial(
     remote: &VerifyingKey,
     cfg: &ClientConfig,
 ) -> Result<Connection, NetError> {
-    let tcp = connect_tcp(addr, cfg.connect_timeout).await?;
+    let tls = || {
+        cfg.tls.as_ref().ok_or_else(|| {
+            NetError::Config(format!(
+                "transport {} needs a TLS client configuration",
+                cfg.transport
+            ))
+        })
+    };
     match cfg.transport {
         Transport::Tcp12 | Transport::Tcp11 => {
+            let tcp = connect_tcp(addr, cfg.connect_timeout).await?;
             let engine = Engine::client(
                 cfg.transport.engine_config(&cfg.htx),
                 cfg.handshake([0; 32]),
@@ -219,12 +250,42 @@ pub async fn dial(
             established(spawn_driver(engine, tcp, name)).await
         }
         Transport::Tls => {
-            let tls = cfg.tls.as_ref().ok_or_else(|| {
-                NetError::Config("transport tls needs a TLS client configuration".into())
-            })?;
+            let tls = tls()?;
+            let tcp = connect_tcp(addr, cfg.connect_timeout).await?;
             crate::tls::dial(tcp, addr, remote, cfg, tls).await
         }
+        Transport::Quic => crate::quic::dial(addr, remote, cfg, tls()?, cfg.connect_timeout).await,
+        Transport::QuicThenTls => {
+            let tls = tls()?;
+            // Where UDP is blocked nothing answers: give QUIC at most 3 s before falling back.
+            let quic_wait = cfg.connect_timeout.min(QUIC_FIRST_TIMEOUT);
+            match crate::quic::dial(addr, remote, cfg, tls, quic_wait).await {
+                Ok(c) => Ok(c),
+                Err(e @ NetError::AuthFailed { .. }) => Err(e),
+                Err(e) => {
+                    // SPEC §4.8: retry over TCP after a random 200–1200 ms, with a fresh
+                    // ClientHello (a new TLS session; nothing is resumed).
+                    let wait = fallback_delay(&mut rand_core::OsRng);
+                    tracing::info!(error = %e, wait_ms = wait.as_millis() as u64, "QUIC failed; falling back to TLS over TCP");
+                    tokio::time::sleep(wait).await;
+                    let tcp = connect_tcp(addr, cfg.connect_timeout).await?;
+                    crate::tls::dial(tcp, addr, remote, cfg, tls).await
+                }
+            }
+        }
     }
+}
+
+/// How long `auto` waits for the QUIC handshake before falling back to TCP.
+pub const QUIC_FIRST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The wait before the TCP retry after a failed QUIC attempt: uniform in [200 ms, 1200 ms]
+/// (SPEC §4.8), or none with `BETANET_DEV_FAST=1`.
+pub(crate) fn fallback_delay<R: rand_core::RngCore>(rng: &mut R) -> Duration {
+    if std::env::var("BETANET_DEV_FAST").is_ok_and(|v| v == "1") {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(200 + u64::from(rng.next_u32() % 1001))
 }
 
 /// Accepts HTX connections.
@@ -243,6 +304,41 @@ impl std::fmt::Debug for Listener {
 }
 
 impl Listener {
+    pub(crate) fn from_parts(
+        local_addr: SocketAddr,
+        rx: mpsc::Receiver<Connection>,
+        task: JoinHandle<()>,
+    ) -> Self {
+        Listener {
+            local_addr,
+            rx,
+            task,
+        }
+    }
+
+    /// One listener for the sessions of both (same address, TCP and UDP).
+    fn merge(mut a: Listener, mut b: Listener) -> Listener {
+        let local_addr = a.local_addr;
+        let (tx, rx) = mpsc::channel(64);
+        let task = tokio::spawn(async move {
+            loop {
+                let c = tokio::select! {
+                    c = a.rx.recv() => c,
+                    c = b.rx.recv() => c,
+                };
+                let Some(c) = c else { return };
+                if tx.send(c).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Listener {
+            local_addr,
+            rx,
+            task,
+        }
+    }
+
     /// The bound address.
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
@@ -267,10 +363,23 @@ impl Drop for Listener {
 /// Binds `addr` and starts accepting; handshakes run in their own tasks and failed ones are
 /// dropped (a failure before keys exist just closes TCP, PD-7).
 pub async fn listen(addr: &str, cfg: ServerConfig) -> Result<Listener, NetError> {
-    if cfg.transport == Transport::Tls && cfg.tls.is_none() {
-        return Err(NetError::Config(
-            "transport tls needs a TLS server configuration".into(),
-        ));
+    match cfg.transport {
+        Transport::Tls if cfg.tls.is_none() => {
+            return Err(NetError::Config(
+                "transport tls needs a TLS server configuration".into(),
+            ));
+        }
+        Transport::Quic => return crate::quic::listen(addr, cfg),
+        Transport::QuicThenTls => {
+            let mut tls = cfg.clone();
+            tls.transport = Transport::Tls;
+            let tcp = Box::pin(listen(addr, tls)).await?;
+            let mut quic = cfg;
+            quic.transport = Transport::Quic;
+            let udp = crate::quic::listen(&tcp.local_addr().to_string(), quic)?;
+            return Ok(Listener::merge(tcp, udp));
+        }
+        _ => {}
     }
     let listener = TcpListener::bind(addr).await.map_err(|e| NetError::File {
         what: "cannot listen on",
@@ -300,6 +409,9 @@ pub async fn listen(addr: &str, cfg: ServerConfig) -> Result<Listener, NetError>
                         Some(tls) => crate::tls::accept(tcp, peer, &cfg, tls).await,
                         None => Err(NetError::Config("no TLS configuration".into())),
                     },
+                    Transport::Quic | Transport::QuicThenTls => {
+                        Err(NetError::Config("not a TCP transport".into()))
+                    }
                 };
                 drop(permit);
                 match result {

@@ -45,9 +45,9 @@ pub const DEFAULT_PATH: &str = "/api/v2/events";
 /// Chrome stable's user agent string the default client headers imitate.
 pub const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like \
                              Gecko) Chrome/131.0.0.0 Safari/537.36";
-const TLS_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TLS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests served to non-HTX clients on one connection before it is closed.
-const MAX_DECOY_REQUESTS: usize = 100;
+pub(crate) const MAX_DECOY_REQUESTS: usize = 100;
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
@@ -90,6 +90,12 @@ pub type ConnectFuture<'a> =
 pub trait ClientTls: Send + Sync {
     /// Runs the TLS handshake over `tcp` for `server_name`.
     fn connect<'a>(&'a self, tcp: TcpStream, server_name: &'a str) -> ConnectFuture<'a>;
+
+    /// The same TLS settings for QUIC (ALPN `h3`, no early data), if this stack supports
+    /// the QUIC carriage ([`crate::Transport::Quic`]).
+    fn quic_config(&self) -> Option<Arc<quinn::crypto::rustls::QuicClientConfig>> {
+        None
+    }
 }
 
 /// rustls with either a pinned server certificate or a root store.
@@ -211,6 +217,15 @@ impl ClientTls for RustlsClient {
             Ok(Box::new(s) as Box<dyn TlsSession>)
         })
     }
+
+    fn quic_config(&self) -> Option<Arc<quinn::crypto::rustls::QuicClientConfig>> {
+        let mut c = (*self.config).clone();
+        c.alpn_protocols = vec![crate::quic::ALPN_H3.to_vec()];
+        c.enable_early_data = false;
+        quinn::crypto::rustls::QuicClientConfig::try_from(c)
+            .ok()
+            .map(Arc::new)
+    }
 }
 
 /// Client settings of the TLS carriage.
@@ -284,6 +299,8 @@ impl Decoy for StaticDecoy {
 #[derive(Clone)]
 pub struct TlsServer {
     config: Arc<rustls::ServerConfig>,
+    /// The same certificate for QUIC (ALPN `h3`, no early data).
+    quic: Arc<quinn::crypto::rustls::QuicServerConfig>,
     cert_der: Vec<u8>,
     /// Path of the HTX request.
     pub path: String,
@@ -312,16 +329,25 @@ impl TlsServer {
             .first()
             .map(|c| c.as_ref().to_vec())
             .unwrap_or_default();
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(tls_err)?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(tls_err)?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        config.max_early_data_size = 0;
+        let build = |alpn: Vec<Vec<u8>>| -> Result<rustls::ServerConfig, NetError> {
+            let mut c = rustls::ServerConfig::builder_with_provider(provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .map_err(tls_err)?
+                .with_no_client_auth()
+                .with_single_cert(chain.clone(), key.clone_key())
+                .map_err(tls_err)?;
+            c.alpn_protocols = alpn;
+            c.max_early_data_size = 0;
+            Ok(c)
+        };
+        let config = build(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?;
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(build(vec![
+            crate::quic::ALPN_H3.to_vec(),
+        ])?)
+        .map_err(tls_err)?;
         Ok(TlsServer {
             config: Arc::new(config),
+            quic: Arc::new(quic),
             cert_der,
             path: DEFAULT_PATH.to_owned(),
             tickets,
@@ -376,6 +402,11 @@ impl TlsServer {
     #[must_use]
     pub fn cert_der(&self) -> &[u8] {
         &self.cert_der
+    }
+
+    /// The QUIC server crypto (same certificate, ALPN `h3`).
+    pub(crate) fn quic_crypto(&self) -> Arc<quinn::crypto::rustls::QuicServerConfig> {
+        self.quic.clone()
     }
 
     /// SHA-256 of the leaf certificate (the pin clients use).
@@ -565,7 +596,11 @@ fn ticket_of(parts: &http::request::Parts) -> Option<String> {
 /// Whether `parts` opens an HTX session: `POST` to the configured path with a valid, fresh
 /// access ticket. The ticket check commits to the replay store (a durable redb write), so it
 /// runs on the blocking pool, not on the runtime thread that serves other connections.
-async fn is_htx_request(parts: &http::request::Parts, tls: &TlsServer, peer: SocketAddr) -> bool {
+pub(crate) async fn is_htx_request(
+    parts: &http::request::Parts,
+    tls: &TlsServer,
+    peer: SocketAddr,
+) -> bool {
     if parts.method != Method::POST || parts.uri.path() != tls.path {
         return false;
     }
@@ -607,7 +642,7 @@ fn serve_decoy(
     });
 }
 
-async fn wait_finished(shared: &Arc<Shared>) {
+pub(crate) async fn wait_finished(shared: &Arc<Shared>) {
     std::future::poll_fn(|cx| shared.poll_finished(cx)).await;
 }
 
@@ -631,25 +666,56 @@ async fn serve_rest(
             shared.transport_gone();
             return;
         };
-        match req.headers().get(HEADER_NAME) {
-            None => serve_decoy(req, respond, tls.decoy.clone()),
-            Some(v) => match BnTicket::parse(v.as_bytes()) {
-                Err(_) => {
-                    shared.close(ErrorCode::L2_TICKET_INVALID, "invalid BN-Ticket header");
-                }
-                Ok(t) => {
-                    let ctx = t.ctx.clone().unwrap_or_default();
-                    let expected = shared.bn_ticket_token(&ctx);
-                    let fresh = seen_ctx.len() < 65_536 && seen_ctx.insert(ctx);
-                    if fresh && expected.is_some_and(|e| ct_eq(&e, &t.tok)) {
-                        let mut r = Response::new(());
-                        *r.status_mut() = StatusCode::NO_CONTENT;
-                        let _ = respond.send_response(r, true);
-                    } else {
-                        serve_decoy(req, respond, tls.decoy.clone());
-                    }
-                }
-            },
+        match bn_ticket_check(&shared, req.headers().get(HEADER_NAME), &mut seen_ctx) {
+            BnTicketCheck::Absent | BnTicketCheck::Refused => {
+                serve_decoy(req, respond, tls.decoy.clone());
+            }
+            BnTicketCheck::Malformed => {} // the session is closed
+            BnTicketCheck::Accepted => {
+                let mut r = Response::new(());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                let _ = respond.send_response(r, true);
+            }
+        }
+    }
+}
+
+/// What a later request on a carriage's HTTP connection gets (SPEC §4.3).
+pub(crate) enum BnTicketCheck {
+    /// No `BN-Ticket` header: a request like any other (the decoy answers).
+    Absent,
+    /// Unparsable: the session was closed with `L2_TICKET_INVALID`.
+    Malformed,
+    /// Wrong token or a context seen before: the decoy answers.
+    Refused,
+    /// A fresh, valid token: 204.
+    Accepted,
+}
+
+/// Checks a `BN-Ticket` header against the session's exporter-derived token; a context is
+/// accepted once (at most 65 536 remembered per connection).
+pub(crate) fn bn_ticket_check(
+    shared: &Shared,
+    header: Option<&http::HeaderValue>,
+    seen_ctx: &mut HashSet<String>,
+) -> BnTicketCheck {
+    let Some(v) = header else {
+        return BnTicketCheck::Absent;
+    };
+    match BnTicket::parse(v.as_bytes()) {
+        Err(_) => {
+            shared.close(ErrorCode::L2_TICKET_INVALID, "invalid BN-Ticket header");
+            BnTicketCheck::Malformed
+        }
+        Ok(t) => {
+            let ctx = t.ctx.clone().unwrap_or_default();
+            let expected = shared.bn_ticket_token(&ctx);
+            let fresh = seen_ctx.len() < 65_536 && seen_ctx.insert(ctx);
+            if fresh && expected.is_some_and(|e| ct_eq(&e, &t.tok)) {
+                BnTicketCheck::Accepted
+            } else {
+                BnTicketCheck::Refused
+            }
         }
     }
 }

@@ -76,6 +76,25 @@ async fn echo_over_tcp12_and_tls_with_persistent_keys() {
         assert!(line.contains(" ms (smoothed "), "{line}");
         assert!(!line.contains('\n'));
     }
+    // A front on `auto` serves TLS on TCP and QUIC on UDP, same port, same keys: clients on
+    // `quic`, `tls` and `auto` (which takes QUIC) all get their echo.
+    // (Its own data dir: the TLS server above still holds its replay database.)
+    let dir2 = tempfile::tempdir().unwrap();
+    let info = start(dir2.path(), Transport::QuicThenTls).await;
+    for (transport, carriage) in [
+        (Transport::Quic, "quic"),
+        (Transport::Tls, "tls"),
+        (Transport::QuicThenTls, "quic"),
+    ] {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let mut echoed = Vec::new();
+        let report = stream(opts(&info, transport), &data[..], &mut echoed)
+            .await
+            .unwrap();
+        assert!(report.echo_ok(), "{transport}: {report:?}");
+        assert_eq!(echoed, data);
+        assert_eq!(report.stats.carriage, carriage);
+    }
     // The key file is the `betanet keygen` format.
     let text = std::fs::read_to_string(dir.path().join("node.key")).unwrap();
     assert!(text.contains("betanet-ed25519-seed-v1 "));

@@ -94,7 +94,8 @@ enum Cmd {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:7000")]
         listen: String,
-        /// Carriage: tcp12, tls or tcp11.
+        /// Carriage: tcp12, tls (TCP), quic (UDP), auto (tls on TCP and quic on UDP, same
+        /// port) or tcp11.
         #[arg(long, default_value = "tcp12")]
         transport: betanet_net::Transport,
         /// Data directory (node key, TLS certificate, ticket key).
@@ -114,7 +115,8 @@ enum Cmd {
         server_pub_hex: String,
         /// The data to send, or `-` for stdin (large data streams through).
         data: String,
-        /// Carriage: tcp12, tls or tcp11.
+        /// Carriage: tcp12, tls, quic, auto (QUIC, then TLS after a random 200–1200 ms if
+        /// QUIC fails) or tcp11.
         #[arg(long, default_value = "tcp12")]
         transport: betanet_net::Transport,
         /// TLS: SHA-256 pin of the server certificate (hex, printed by echo-server).

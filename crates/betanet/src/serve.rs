@@ -127,7 +127,7 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> Result<()> {
     let mut server = ServerConfig::new(identity);
     server.transport = args.transport;
     let mut ticket_line = None;
-    if args.transport == Transport::Tls {
+    if args.transport.uses_tls() {
         let tickets = Arc::new(betanet_net::cli::load_or_create_ticket_keys(data_dir)?);
         let t = tickets.public();
         ticket_line = Some(format!(

@@ -236,6 +236,70 @@ fn stream_echoes_and_prints_connection_stats() {
 }
 
 #[test]
+fn echo_over_quic_and_http3_with_the_real_binary() {
+    use betanet_testkit::process::{ChildGuard, banner_value, read_banner};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .args([
+            "echo-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--transport",
+            "auto",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _server = ChildGuard(child);
+    let banner = read_banner(out, "ticket", 8);
+    let addr: std::net::SocketAddr = banner_value(&banner, "listening").unwrap().parse().unwrap();
+    assert!(
+        banner_value(&banner, "carriage")
+            .unwrap()
+            .starts_with("auto (TLS 1.3 + HTTP/2 on TCP and QUIC"),
+        "{banner:?}"
+    );
+    let key = banner_value(&banner, "public key").unwrap().to_owned();
+    let pin = banner_value(&banner, "cert pin").unwrap().to_owned();
+    let ticket = banner_value(&banner, "ticket").unwrap().to_owned();
+    for (transport, carriage) in [("quic", "quic:"), ("tls", "tls:"), ("auto", "quic:")] {
+        let out = bin()
+            .args(["stream", "127.0.0.1", &addr.port().to_string(), &key])
+            .args(["hello over h3", "--stats", "--transport", transport])
+            .args([
+                "--cert-pin",
+                &pin,
+                "--ticket",
+                &ticket,
+                "--server-name",
+                "localhost",
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{transport}: {err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello over h3");
+        assert!(
+            err.lines().any(|l| l.starts_with(carriage)),
+            "{transport}: {err}"
+        );
+    }
+    // Without the front's ticket key the QUIC client is told why.
+    let out = bin()
+        .args(["stream", "127.0.0.1", &addr.port().to_string(), &key, "x"])
+        .args(["--transport", "quic", "--cert-pin", &pin])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--transport quic needs --ticket"), "{err}");
+}
+
+#[test]
 fn demo_hidden_service_serves_the_site_only_through_a_rendezvous() {
     let t = std::time::Instant::now();
     let out = bin()
