@@ -402,25 +402,30 @@ impl ProxyConfig {
             let transport: Transport = match s.transport.as_str() {
                 "tcp12" => Transport::Tcp12,
                 "tls" => Transport::Tls,
+                "quic" => Transport::Quic,
+                "auto" => Transport::QuicThenTls,
                 other => {
                     return Err(ProxyError::config(
                         k("transport"),
-                        format!("{other:?} is not supported: use \"tcp12\" or \"tls\""),
+                        format!(
+                            "{other:?} is not supported: use \"tcp12\", \"tls\", \"quic\" or \"auto\" \
+                             (QUIC, then TLS)"
+                        ),
                     ));
                 }
             };
-            let tls = if transport == Transport::Tls {
+            let tls = if transport.uses_tls() {
                 let pin = s.tls_cert_sha256.as_deref().ok_or_else(|| {
                     ProxyError::config(
                         k("tls_cert_sha256"),
-                        "is required for transport \"tls\": the front's certificate SHA-256 \
+                        "is required for transports \"tls\", \"quic\" and \"auto\": the front's certificate SHA-256 \
                          (`betanet serve` prints it as `cert pin`)",
                     )
                 })?;
                 let ticket = s.ticket_key.as_deref().ok_or_else(|| {
                     ProxyError::config(
                         k("ticket_key"),
-                        "is required for transport \"tls\": ticketPub ‖ keyID as 80 hex \
+                        "is required for transports \"tls\", \"quic\" and \"auto\": ticketPub ‖ keyID as 80 hex \
                          digits (`betanet serve` prints it as `ticket key`)",
                     )
                 })?;

@@ -27,10 +27,11 @@ pub fn site_connector(
     cfg.pq = pq;
     cfg.connect_timeout = connect_timeout;
     match (&site.transport, &site.tls) {
-        (Transport::Tls, Some(t)) => {
-            let rustls = RustlsClient::pinned_sha256(t.cert_sha256)
+        (t @ (Transport::Tls | Transport::Quic | Transport::QuicThenTls), Some(tls)) => {
+            let rustls = RustlsClient::pinned_sha256(tls.cert_sha256)
                 .map_err(|e| ProxyError::config(format!("site {}", site.host), e.to_string()))?;
-            cfg.transport = Transport::Tls;
+            cfg.transport = *t;
+            let t = tls;
             cfg.tls = Some(TlsClient {
                 tls: Arc::new(rustls),
                 server_name: t.server_name.clone(),

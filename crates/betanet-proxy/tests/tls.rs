@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-//! The TLS carriage: a real site behind `betanet_net`'s TLS 1.3 + HTTP/2 listener (pinned
-//! self-signed certificate, access tickets), reached through the proxy configured with the
-//! pin and the ticket key; and a wrong pin is a 502.
+//! The TLS and QUIC carriages: a real site behind `betanet_net`'s `auto` listener (TLS 1.3 +
+//! HTTP/2 on TCP and QUIC + HTTP/3 on UDP, pinned self-signed certificate, access tickets),
+//! reached through the proxy configured with the pin and the ticket key over `tls`, `quic`
+//! and `auto`; and a wrong pin is a 502.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +39,7 @@ async fn tls_site_through_the_proxy() {
     let pin = hex::encode(tls.cert_sha256());
     let mut cfg = betanet_net::ServerConfig::new(key.clone());
     cfg.pq = betanet_net::PqMode::Classic;
-    cfg.transport = betanet_net::Transport::Tls;
+    cfg.transport = betanet_net::Transport::QuicThenTls;
     cfg.tls = Some(tls);
     let listener = betanet_net::listen("127.0.0.1:0", cfg).await.unwrap();
     let site = listener.local_addr();
@@ -53,28 +54,30 @@ async fn tls_site_through_the_proxy() {
         8,
     ));
 
-    let text = |pin: &str| {
+    let text = |pin: &str, transport: &str| {
         format!(
             "listen = \"127.0.0.1:0\"\nclassic_handshake = true\nconnect_timeout_secs = 5\n\
              [[site]]\nhost = \"tls.bn\"\naddr = \"{site}\"\npublic_key = \"{}\"\n\
-             transport = \"tls\"\ntls_cert_sha256 = \"{pin}\"\nticket_key = \"{}{}\"\n",
+             transport = \"{transport}\"\ntls_cert_sha256 = \"{pin}\"\nticket_key = \"{}{}\"\n",
             hex::encode(key.verifying_key().to_bytes()),
             hex::encode(t.public),
             hex::encode(t.key_id),
         )
     };
-    let proxy = Proxy::start(ProxyConfig::from_toml_str(&text(&pin)).unwrap())
-        .await
-        .unwrap();
-    for _ in 0..2 {
-        let r = get(proxy.local_addr(), "/hi").await;
-        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
-        assert!(r.ends_with("\r\n\r\nhi over tls\n"), "{r}");
+    for transport in ["tls", "quic", "auto"] {
+        let proxy = Proxy::start(ProxyConfig::from_toml_str(&text(&pin, transport)).unwrap())
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let r = get(proxy.local_addr(), "/hi").await;
+            assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{transport}: {r}");
+            assert!(r.ends_with("\r\n\r\nhi over tls\n"), "{transport}: {r}");
+        }
+        proxy.shutdown().await;
     }
-    proxy.shutdown().await;
 
     // A wrong certificate pin: the TLS handshake fails, the client gets a 502.
-    let proxy = Proxy::start(ProxyConfig::from_toml_str(&text(&"00".repeat(32))).unwrap())
+    let proxy = Proxy::start(ProxyConfig::from_toml_str(&text(&"00".repeat(32), "tls")).unwrap())
         .await
         .unwrap();
     let r = get(proxy.local_addr(), "/hi").await;
