@@ -115,6 +115,10 @@ pub struct ClientConfig {
     /// (SPEC §4.1 cover behaviour). [`ClientConfig::new`] draws it once per client,
     /// uniformly from [`crate::priority::PROBABILITY_RANGE`] ([0.5 %, 3 %]); 1 forces it.
     pub h2_priority_probability: f64,
+    /// `auto`: unrelated origins (`host:port`) to open cover connections to around the TCP
+    /// retry after QUIC fails (SPEC §4.8). [`ClientConfig::new`] reads them from
+    /// `BETANET_COVER_DECOYS` (comma-separated); empty means no covers.
+    pub cover_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -137,6 +141,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             tls: None,
             h2_priority_probability: crate::priority::draw_probability(&mut rand_core::OsRng),
+            cover_origins: crate::cover::origins_from_env(),
         }
     }
 
@@ -264,10 +269,13 @@ pub async fn dial(
                 Err(e @ NetError::AuthFailed { .. }) => Err(e),
                 Err(e) => {
                     // SPEC §4.8: retry over TCP after a random 200–1200 ms, with a fresh
-                    // ClientHello (a new TLS session; nothing is resumed).
+                    // ClientHello (a new TLS session; nothing is resumed), surrounded by
+                    // cover connections to unrelated origins when configured.
                     let wait = fallback_delay(&mut rand_core::OsRng);
-                    tracing::info!(error = %e, wait_ms = wait.as_millis() as u64, "QUIC failed; falling back to TLS over TCP");
+                    tracing::info!(error = %e, wait_ms = wait.as_millis() as u64, covers = cfg.cover_origins.len(), "QUIC failed; falling back to TLS over TCP");
                     tokio::time::sleep(wait).await;
+                    let extra = crate::cover::start(&cfg.cover_origins, dev_fast());
+                    tokio::time::sleep(extra).await;
                     let tcp = connect_tcp(addr, cfg.connect_timeout).await?;
                     crate::tls::dial(tcp, addr, remote, cfg, tls).await
                 }
@@ -276,13 +284,18 @@ pub async fn dial(
     }
 }
 
+/// `BETANET_DEV_FAST=1`: skip the artificial fallback delays (local development).
+fn dev_fast() -> bool {
+    std::env::var("BETANET_DEV_FAST").is_ok_and(|v| v == "1")
+}
+
 /// How long `auto` waits for the QUIC handshake before falling back to TCP.
 pub const QUIC_FIRST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The wait before the TCP retry after a failed QUIC attempt: uniform in [200 ms, 1200 ms]
 /// (SPEC §4.8), or none with `BETANET_DEV_FAST=1`.
 pub(crate) fn fallback_delay<R: rand_core::RngCore>(rng: &mut R) -> Duration {
-    if std::env::var("BETANET_DEV_FAST").is_ok_and(|v| v == "1") {
+    if dev_fast() {
         return Duration::ZERO;
     }
     Duration::from_millis(200 + u64::from(rng.next_u32() % 1001))

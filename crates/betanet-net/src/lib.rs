@@ -13,18 +13,19 @@
 //!   Client TLS sits behind [`tls::ClientTls`] so a browser-identical ClientHello can be
 //!   plugged in. `quic` ([`quic`]): QUIC v1 + HTTP/3 (quinn, h3) with the same rules and the
 //!   same front settings; `auto` on the client tries QUIC and falls back to TLS over TCP
-//!   after a random 200–1200 ms (SPEC §4.8).
+//!   after a random 200–1200 ms, with [`cover`] connections to unrelated origins around the
+//!   retry (SPEC §4.8).
 //! * [`cli`]: the `echo-server` and `stream` commands as library functions.
 //!
 //! What it is **not**: no protocol logic (frames, flow control, keys live in `betanet-htx`,
 //! `betanet-wire`, `betanet-crypto`; ticket checks in `betanet-ticket`, which [`ticket`] wraps
 //! for the TLS front: rate buckets per prefix and a replay set that survives restarts). Not yet
-//! here: origin calibration, cover connections on fallback, connection pools (the gateway's
-//! `HtxConnector` pools). The HTTP/2 PRIORITY cover ([`priority`]) is a raw frame injected by the client
+//! here: origin calibration, connection pools (the gateway's `HtxConnector` pools). The HTTP/2 PRIORITY cover ([`priority`]) is a raw frame injected by the client
 //! because `h2` cannot send PRIORITY.
 
 pub mod cli;
 mod conn;
+pub mod cover;
 mod endpoint;
 mod error;
 mod h2io;

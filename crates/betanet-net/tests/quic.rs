@@ -183,6 +183,37 @@ async fn auto_prefers_quic_and_falls_back_to_tls() {
         took >= Duration::from_millis(1200) && took < Duration::from_secs(6),
         "{took:?}"
     );
+    // With cover origins configured the retry is surrounded by connections to them (SPEC
+    // §4.8): both get a TCP connection (and a TLS ClientHello) around the retry, and the HTX
+    // dial waits another 100–700 ms.
+    let mut origins = Vec::new();
+    let mut cover_listeners = Vec::new();
+    for _ in 0..2 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        origins.push(l.local_addr().unwrap().to_string());
+        cover_listeners.push(l);
+    }
+    let mut cfg_c = cfg.clone();
+    cfg_c.cover_origins = origins;
+    let t0 = Instant::now();
+    let (c, s) = tokio::join!(dial(&addr, &vk, &cfg_c), tls_l.accept());
+    let took = t0.elapsed();
+    assert_eq!(c.unwrap().stats().carriage, "tls");
+    s.unwrap();
+    assert!(took >= Duration::from_millis(1300), "{took:?}");
+    for l in &cover_listeners {
+        let (mut conn, _) = tokio::time::timeout(Duration::from_secs(3), l.accept())
+            .await
+            .expect("a cover connection")
+            .unwrap();
+        // The cover starts a TLS handshake: a ClientHello record (0x16 0x03 ..).
+        let mut head = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(3), conn.read_exact(&mut head))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(head, [0x16, 0x03]);
+    }
     // Plain `quic` does not fall back.
     let mut cfg = client_cfg(Transport::Quic, quiet(), Some(t.client.clone()));
     cfg.connect_timeout = Duration::from_secs(1);
