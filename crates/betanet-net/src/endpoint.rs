@@ -119,6 +119,9 @@ pub struct ClientConfig {
     /// retry after QUIC fails (SPEC §4.8). [`ClientConfig::new`] reads them from
     /// `BETANET_COVER_DECOYS` (comma-separated); empty means no covers.
     pub cover_origins: Vec<String>,
+    /// TLS carriage: origin calibration (SPEC §4.1). [`ClientConfig::new`] reads
+    /// `BETANET_FP_POLICY` (DEV, REQUIRED or OFF; default DEV) and `BETANET_FP_DIR`.
+    pub calibration: crate::calibrate::Calibration,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -142,6 +145,7 @@ impl ClientConfig {
             tls: None,
             h2_priority_probability: crate::priority::draw_probability(&mut rand_core::OsRng),
             cover_origins: crate::cover::origins_from_env(),
+            calibration: crate::calibrate::Calibration::from_env(),
         }
     }
 

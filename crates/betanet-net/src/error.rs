@@ -41,6 +41,9 @@ pub enum NetError {
     /// The HTTP/2 carriage failed or the server answered like a plain web site.
     #[error("HTTP/2 carriage: {0}")]
     Carriage(String),
+    /// Origin calibration refused the connection (policy REQUIRED) or could not run.
+    #[error("calibration: {0}")]
+    Calibration(String),
     /// The QUIC + HTTP/3 carriage failed or the server answered like a plain web site.
     #[error("QUIC/HTTP/3 carriage: {0}")]
     Quic(String),

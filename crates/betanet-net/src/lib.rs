@@ -20,9 +20,11 @@
 //! What it is **not**: no protocol logic (frames, flow control, keys live in `betanet-htx`,
 //! `betanet-wire`, `betanet-crypto`; ticket checks in `betanet-ticket`, which [`ticket`] wraps
 //! for the TLS front: rate buckets per prefix and a replay set that survives restarts). Not yet
-//! here: origin calibration, connection pools (the gateway's `HtxConnector` pools). The HTTP/2 PRIORITY cover ([`priority`]) is a raw frame injected by the client
+//! here: connection pools (the gateway's `HtxConnector` pools), QUIC calibration. Origin
+//! calibration of the TLS carriage: [`calibrate`]. The HTTP/2 PRIORITY cover ([`priority`]) is a raw frame injected by the client
 //! because `h2` cannot send PRIORITY.
 
+pub mod calibrate;
 pub mod cli;
 mod conn;
 pub mod cover;

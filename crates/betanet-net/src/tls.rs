@@ -34,6 +34,7 @@ use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::calibrate::Policy;
 use crate::conn::{Connection, Shared, established, spawn_driver};
 use crate::endpoint::{ClientConfig, ServerConfig, now_unix};
 use crate::error::NetError;
@@ -67,6 +68,22 @@ pub trait TlsSession: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn export_inner(&self) -> Result<[u8; 32], NetError>;
     /// The negotiated ALPN protocol.
     fn alpn(&self) -> Option<Vec<u8>>;
+    /// The negotiated version, suite and group, for origin calibration
+    /// ([`crate::calibrate`]); `None` if the stack cannot tell.
+    fn params(&self) -> Option<TlsParams> {
+        None
+    }
+}
+
+/// What a TLS session negotiated (names as rustls prints them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsParams {
+    /// `TLSv1_3`, ...
+    pub version: Option<String>,
+    /// `TLS13_AES_128_GCM_SHA256`, ...
+    pub cipher_suite: Option<String>,
+    /// `X25519MLKEM768`, `X25519`, ...
+    pub group: Option<String>,
 }
 
 impl TlsSession for tokio_rustls::client::TlsStream<TcpStream> {
@@ -79,6 +96,18 @@ impl TlsSession for tokio_rustls::client::TlsStream<TcpStream> {
     fn alpn(&self) -> Option<Vec<u8>> {
         self.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
     }
+    fn params(&self) -> Option<TlsParams> {
+        let c = self.get_ref().1;
+        Some(TlsParams {
+            version: c.protocol_version().map(|v| format!("{v:?}")),
+            cipher_suite: c
+                .negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite())),
+            group: c
+                .negotiated_key_exchange_group()
+                .map(|g| format!("{:?}", g.name())),
+        })
+    }
 }
 
 /// A boxed future returned by [`ClientTls::connect`].
@@ -90,6 +119,11 @@ pub type ConnectFuture<'a> =
 pub trait ClientTls: Send + Sync {
     /// Runs the TLS handshake over `tcp` for `server_name`.
     fn connect<'a>(&'a self, tcp: TcpStream, server_name: &'a str) -> ConnectFuture<'a>;
+
+    /// The ALPN protocols this stack offers, in order (recorded by origin calibration).
+    fn alpn_offered(&self) -> Vec<Vec<u8>> {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    }
 
     /// The same TLS settings for QUIC (ALPN `h3`, no early data), if this stack supports
     /// the QUIC carriage ([`crate::Transport::Quic`]).
@@ -216,6 +250,10 @@ impl ClientTls for RustlsClient {
             let s = connector.connect(name, tcp).await.map_err(tls_err)?;
             Ok(Box::new(s) as Box<dyn TlsSession>)
         })
+    }
+
+    fn alpn_offered(&self) -> Vec<Vec<u8>> {
+        self.config.alpn_protocols.clone()
     }
 
     fn quic_config(&self) -> Option<Arc<quinn::crypto::rustls::QuicClientConfig>> {
@@ -416,7 +454,7 @@ impl TlsServer {
     }
 }
 
-fn h2_client() -> h2::client::Builder {
+pub(crate) fn h2_client() -> h2::client::Builder {
     // Chrome's SETTINGS: HEADER_TABLE_SIZE 65536, ENABLE_PUSH 0, INITIAL_WINDOW_SIZE 6 MiB,
     // MAX_HEADER_LIST_SIZE 256 KiB; connection window 15 MiB.
     let mut b = h2::client::Builder::new();
@@ -444,6 +482,26 @@ pub(crate) async fn dial(
     cfg: &ClientConfig,
     tls: &TlsClient,
 ) -> Result<Connection, NetError> {
+    // SPEC §4.1: the origin's template, fetched like a visitor before the HTX session (or
+    // cached). A failure here is fatal only under REQUIRED.
+    let policy = cfg.calibration.policy;
+    let template = match policy {
+        Policy::Off => None,
+        _ => match crate::calibrate::template_for(addr, tls, &cfg.calibration, cfg.connect_timeout)
+            .await
+        {
+            Ok(t) => Some(t),
+            Err(e) if policy == Policy::Required => {
+                return Err(NetError::Calibration(format!(
+                    "cannot calibrate against the front ({e}) and the policy is REQUIRED"
+                )));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "origin calibration failed; going on (policy DEV)");
+                None
+            }
+        },
+    };
     let sess = tokio::time::timeout(TLS_TIMEOUT, tls.tls.connect(tcp, &tls.server_name))
         .await
         .map_err(|_| NetError::Timeout {
@@ -456,6 +514,8 @@ pub(crate) async fn dial(
         ));
     }
     let exporter = sess.export_inner()?;
+    let base = crate::calibrate::tls_part(&tls.tls.alpn_offered(), sess.params(), sess.alpn());
+    let (sess, seen) = crate::calibrate::SettingsTap::new(sess);
     // SPEC §4.1 cover: an HTTP/2 PRIORITY frame on a random 0.5–3 % of connections.
     let mut rng = rand_core::OsRng;
     let priority = crate::priority::decide(cfg.h2_priority_probability, &mut rng)
@@ -523,6 +583,22 @@ pub(crate) async fn dial(
              not a Betanet front",
             resp.status()
         )));
+    }
+    if let Some(t) = template {
+        // The server's SETTINGS arrived before its response.
+        let got = crate::calibrate::with_preface(base, &seen);
+        let diffs = t.check(&got);
+        if !diffs.is_empty() {
+            let msg = format!(
+                "the HTX connection does not look like the origin (template {}): {}",
+                hex::encode(&t.id()[..8]),
+                diffs.join("; ")
+            );
+            if policy == Policy::Required {
+                return Err(NetError::Calibration(msg));
+            }
+            tracing::warn!("{msg} (policy DEV)");
+        }
     }
     let io = H2Io::new(send, resp.into_body());
     let engine = Engine::client(

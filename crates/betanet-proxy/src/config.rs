@@ -552,6 +552,10 @@ mod tests {
         let e = err(&format!(
             "[[site]]\nhost = \"a.bn\"\naddr = \"x:1\"\npublic_key = \"{KEY}\"\ntransport = \"quic\"\n"
         ));
+        assert!(e.contains("site[0].tls_cert_sha256"), "{e}");
+        let e = err(&format!(
+            "[[site]]\nhost = \"a.bn\"\naddr = \"x:1\"\npublic_key = \"{KEY}\"\ntransport = \"h3\"\n"
+        ));
         assert!(e.contains("site[0].transport"), "{e}");
         let e = err(&format!(
             "[[site]]\nhost = \"a.bn\"\naddr = \"x:1\"\npublic_key = \"{KEY}\"\nticket_key = \"00\"\n"
