@@ -442,12 +442,7 @@ pub async fn calibrate(
         let driver = tokio::spawn(async move {
             let _ = conn.await;
         });
-        let port = addr.rsplit_once(':').map(|(_, p)| p).unwrap_or("443");
-        let authority = if port == "443" {
-            tls.server_name.clone()
-        } else {
-            format!("{}:{port}", tls.server_name)
-        };
+        let authority = crate::tls::authority(addr, &tls.server_name);
         let req = Request::builder()
             .method(Method::GET)
             .uri(format!("https://{authority}/robots.txt"))

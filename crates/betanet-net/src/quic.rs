@@ -31,16 +31,16 @@ use betanet_htx::Connection as Engine;
 use betanet_wire::ticket_header::HEADER_NAME;
 use bytes::{Buf, Bytes, BytesMut};
 use h3::error::StreamError;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::conn::{Connection, Shared, established, spawn_driver};
-use crate::endpoint::{ClientConfig, Listener, ServerConfig, now_unix};
+use crate::endpoint::{ClientConfig, Listener, ServerConfig};
 use crate::error::NetError;
 use crate::tls::{
-    BnTicketCheck, CHROME_UA, Decoy, MAX_DECOY_REQUESTS, TLS_TIMEOUT, TlsClient, TlsServer,
-    bn_ticket_check, is_htx_request, wait_finished,
+    BnTicketCheck, Decoy, MAX_DECOY_REQUESTS, TLS_TIMEOUT, TlsClient, TlsServer, authority,
+    bn_ticket_check, htx_request, htx_response_head, is_htx_request, wait_finished,
 };
 
 /// ALPN of HTTP/3.
@@ -98,49 +98,38 @@ type ServerRecv = h3::server::RequestStream<h3_quinn::RecvStream, Bytes>;
 type ClientSend = h3::client::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
 type ClientRecv = h3::client::RequestStream<h3_quinn::RecvStream, Bytes>;
 
-impl H3Send for ServerSend {
-    fn send(mut self, b: Bytes) -> SendFut<Self> {
-        Box::pin(async move {
-            let r = self.send_data(b).await;
-            (self, r)
-        })
-    }
-    fn finish(mut self) -> SendFut<Self> {
-        Box::pin(async move {
-            let r = ServerSend::finish(&mut self).await;
-            (self, r)
-        })
-    }
+/// `H3Send` / `H3Recv` for the client and server halves (same methods, distinct types).
+macro_rules! h3_halves {
+    ($send:ty, $recv:ty) => {
+        impl H3Send for $send {
+            fn send(mut self, b: Bytes) -> SendFut<Self> {
+                Box::pin(async move {
+                    let r = self.send_data(b).await;
+                    (self, r)
+                })
+            }
+            fn finish(mut self) -> SendFut<Self> {
+                Box::pin(async move {
+                    let r = <$send>::finish(&mut self).await;
+                    (self, r)
+                })
+            }
+        }
+
+        impl H3Recv for $recv {
+            fn poll_recv(
+                &mut self,
+                cx: &mut Context<'_>,
+            ) -> Poll<Result<Option<Bytes>, StreamError>> {
+                self.poll_recv_data(cx)
+                    .map(|r| r.map(|o| o.map(|mut b| b.copy_to_bytes(b.remaining()))))
+            }
+        }
+    };
 }
 
-impl H3Send for ClientSend {
-    fn send(mut self, b: Bytes) -> SendFut<Self> {
-        Box::pin(async move {
-            let r = self.send_data(b).await;
-            (self, r)
-        })
-    }
-    fn finish(mut self) -> SendFut<Self> {
-        Box::pin(async move {
-            let r = ClientSend::finish(&mut self).await;
-            (self, r)
-        })
-    }
-}
-
-impl H3Recv for ServerRecv {
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StreamError>> {
-        self.poll_recv_data(cx)
-            .map(|r| r.map(|o| o.map(|mut b| b.copy_to_bytes(b.remaining()))))
-    }
-}
-
-impl H3Recv for ClientRecv {
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StreamError>> {
-        self.poll_recv_data(cx)
-            .map(|r| r.map(|o| o.map(|mut b| b.copy_to_bytes(b.remaining()))))
-    }
-}
+h3_halves!(ServerSend, ServerRecv);
+h3_halves!(ClientSend, ClientRecv);
 
 enum SendState<S> {
     Idle(S),
@@ -394,17 +383,7 @@ async fn accept(
             serve_decoy(parts, stream, tls.decoy.clone());
             continue;
         }
-        let mut head = Response::new(());
-        let h = head.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/octet-stream"),
-        );
-        h.insert(
-            header::CACHE_CONTROL,
-            http::HeaderValue::from_static("no-store"),
-        );
-        h.insert(header::SERVER, http::HeaderValue::from_static("nginx"));
+        let head = htx_response_head();
         stream.send_response(head).await.map_err(quic_err)?;
         let (send, recv) = stream.split();
         let engine = Engine::server(
@@ -543,41 +522,7 @@ pub(crate) async fn dial(
         .build::<_, _, Bytes>(h3_quinn::Connection::new(conn))
         .await
         .map_err(quic_err)?;
-    let ticket = tls
-        .ticket
-        .make(now_unix(), &mut rand_core::OsRng)
-        .ok_or_else(|| NetError::Config("the front's ticket key is invalid".into()))?;
-    let port = addr.rsplit_once(':').map(|(_, p)| p).unwrap_or("443");
-    let authority = if port == "443" {
-        tls.server_name.clone()
-    } else {
-        format!("{}:{port}", tls.server_name)
-    };
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("https://{authority}{}", tls.path))
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(
-            "sec-ch-ua",
-            "\"Google Chrome\";v=\"131\", \"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\"",
-        )
-        .header("sec-ch-ua-mobile", "?0")
-        .header("sec-ch-ua-platform", "\"Linux\"")
-        .header(header::USER_AGENT, CHROME_UA)
-        .header(header::ACCEPT, "*/*")
-        .header(header::ORIGIN, format!("https://{authority}"))
-        .header("sec-fetch-site", "same-origin")
-        .header("sec-fetch-mode", "cors")
-        .header("sec-fetch-dest", "empty")
-        .header(header::ACCEPT_ENCODING, "gzip, deflate, br, zstd")
-        .header(header::ACCEPT_LANGUAGE, "en-US,en;q=0.9")
-        .header(
-            header::COOKIE,
-            format!("{}={ticket}", crate::ticket::COOKIE_NAME),
-        )
-        .header("priority", "u=1, i")
-        .body(())
-        .map_err(quic_err)?;
+    let req = htx_request(&authority(addr, &tls.server_name), tls)?;
     let mut stream = send_req.send_request(req).await.map_err(quic_err)?;
     let resp = tokio::time::timeout(TLS_TIMEOUT, stream.recv_response())
         .await

@@ -475,6 +475,66 @@ fn h2_server() -> h2::server::Builder {
     b
 }
 
+/// The `:authority` of a front: its name, with the port unless it is 443.
+pub(crate) fn authority(addr: &str, server_name: &str) -> String {
+    match addr.rsplit_once(':').map(|(_, p)| p) {
+        None | Some("443") => server_name.to_owned(),
+        Some(port) => format!("{server_name}:{port}"),
+    }
+}
+
+/// The request that opens an HTX session (SPEC PD-1): a streaming `POST` to the front's path
+/// with Chrome's headers and a fresh access ticket in the `__Host-bn1` cookie. The same for
+/// HTTP/2 and HTTP/3.
+pub(crate) fn htx_request(authority: &str, tls: &TlsClient) -> Result<Request<()>, NetError> {
+    let ticket = tls
+        .ticket
+        .make(now_unix(), &mut rand_core::OsRng)
+        .ok_or_else(|| NetError::Config("the front's ticket key is invalid".into()))?;
+    Request::builder()
+        .method(Method::POST)
+        .uri(format!("https://{authority}{}", tls.path))
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(
+            "sec-ch-ua",
+            "\"Google Chrome\";v=\"131\", \"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\"",
+        )
+        .header("sec-ch-ua-mobile", "?0")
+        .header("sec-ch-ua-platform", "\"Linux\"")
+        .header(header::USER_AGENT, CHROME_UA)
+        .header(header::ACCEPT, "*/*")
+        .header(header::ORIGIN, format!("https://{authority}"))
+        .header("sec-fetch-site", "same-origin")
+        .header("sec-fetch-mode", "cors")
+        .header("sec-fetch-dest", "empty")
+        .header(header::ACCEPT_ENCODING, "gzip, deflate, br, zstd")
+        .header(header::ACCEPT_LANGUAGE, "en-US,en;q=0.9")
+        .header(
+            header::COOKIE,
+            format!("{}={ticket}", crate::ticket::COOKIE_NAME),
+        )
+        .header("priority", "u=1, i")
+        .body(())
+        .map_err(carriage_err)
+}
+
+/// The head of the front's answer that opens an HTX session: 200, a binary stream, not
+/// cacheable, the same `server` as the decoy.
+pub(crate) fn htx_response_head() -> Response<()> {
+    let mut head = Response::new(());
+    let h = head.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    h.insert(header::SERVER, http::HeaderValue::from_static("nginx"));
+    head
+}
+
 pub(crate) async fn dial(
     tcp: TcpStream,
     addr: &str,
@@ -528,41 +588,8 @@ pub(crate) async fn dial(
     tokio::spawn(async move {
         let _ = h2conn.await;
     });
-    let ticket = tls
-        .ticket
-        .make(now_unix(), &mut rand_core::OsRng)
-        .ok_or_else(|| NetError::Config("the front's ticket key is invalid".into()))?;
-    let port = addr.rsplit_once(':').map(|(_, p)| p).unwrap_or("443");
-    let authority = if port == "443" {
-        tls.server_name.clone()
-    } else {
-        format!("{}:{port}", tls.server_name)
-    };
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("https://{authority}{}", tls.path))
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(
-            "sec-ch-ua",
-            "\"Google Chrome\";v=\"131\", \"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\"",
-        )
-        .header("sec-ch-ua-mobile", "?0")
-        .header("sec-ch-ua-platform", "\"Linux\"")
-        .header(header::USER_AGENT, CHROME_UA)
-        .header(header::ACCEPT, "*/*")
-        .header(header::ORIGIN, format!("https://{authority}"))
-        .header("sec-fetch-site", "same-origin")
-        .header("sec-fetch-mode", "cors")
-        .header("sec-fetch-dest", "empty")
-        .header(header::ACCEPT_ENCODING, "gzip, deflate, br, zstd")
-        .header(header::ACCEPT_LANGUAGE, "en-US,en;q=0.9")
-        .header(
-            header::COOKIE,
-            format!("{}={ticket}", crate::ticket::COOKIE_NAME),
-        )
-        .header("priority", "u=1, i")
-        .body(())
-        .map_err(carriage_err)?;
+    let authority = authority(addr, &tls.server_name);
+    let req = htx_request(&authority, tls)?;
     let (resp, send) = send_req.send_request(req, false).map_err(carriage_err)?;
     let side = H2Side {
         priority_sent,
@@ -834,17 +861,7 @@ pub(crate) async fn accept(
             serve_decoy(Request::from_parts(parts, body), respond, tls.decoy.clone());
             continue;
         }
-        let mut head = Response::new(());
-        let h = head.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/octet-stream"),
-        );
-        h.insert(
-            header::CACHE_CONTROL,
-            http::HeaderValue::from_static("no-store"),
-        );
-        h.insert(header::SERVER, http::HeaderValue::from_static("nginx"));
+        let head = htx_response_head();
         let send = respond.send_response(head, false).map_err(carriage_err)?;
         let engine = Engine::server(
             cfg.htx.clone(),
