@@ -1,4 +1,4 @@
-//! Goodput over loopback: single-stream `tcp12` and `tls` against the AEAD ceiling measured in
+//! Goodput over loopback: single-stream `tcp12`, `tls` and `quic` against the AEAD ceiling measured in
 //! the same run (sealing 64 KiB frames on one core) and against a plain rustls TLS transfer;
 //! end-to-end handshakes per second; memory per idle connection (RSS delta).
 //!
@@ -26,7 +26,7 @@ fn goodput(c: &mut Criterion) {
     g.bench_function("aead_ceiling_seal_open_64k_frames", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| seal_open_ceiling()).sum());
     });
-    for transport in [Transport::Tcp12, Transport::Tls] {
+    for transport in [Transport::Tcp12, Transport::Tls, Transport::Quic] {
         let rt = rt();
         let (cc, sc) = rt.block_on(pair(transport));
         g.bench_function(format!("htx_{transport}_single_stream"), |b| {

@@ -49,7 +49,7 @@ pub async fn pair(transport: Transport) -> (Connection, Connection) {
     let mut ccfg = ClientConfig::new(SigningKey::from_seed(&[1; 32]));
     ccfg.transport = transport;
     ccfg.htx = htx();
-    if transport == Transport::Tls {
+    if transport.uses_tls() {
         let tickets = Arc::new(TicketKeys::generate(&mut rand_core::OsRng).unwrap());
         let (server, _, _) = TlsServer::self_signed("front.example", tickets.clone()).unwrap();
         ccfg.tls = Some(TlsClient {
