@@ -92,6 +92,13 @@ pub const MAX_RV_SURBS_TOTAL: usize = 65_536;
 pub const MAX_RV_WAITING_PER_KEY: usize = 4096;
 /// Relayed messages a rendezvous point queues in all (≈ 25 MiB of ≤ 1.5 KiB messages).
 pub const MAX_RV_WAITING_TOTAL: usize = 16_384;
+/// A relayed message waits at most this long (seconds) for a reply block of its side.
+pub const RV_WAIT_MAX_SECS: u64 = 120;
+/// A rendezvous side's reply blocks are dropped after this long (seconds) unused.
+pub const RV_IDLE_MAX_SECS: u64 = 900;
+/// A service's intro reply blocks are dropped after this long (seconds) without a deposit or
+/// an introduction (serving services re-deposit every 5 minutes).
+pub const INTRO_IDLE_MAX_SECS: u64 = 3600;
 /// Reply blocks one `RV_SEND` may carry (two fill a 2 KiB packet's message).
 pub const MAX_SURBS_PER_SEND: usize = 2;
 /// Fixed overhead of an `RV_SEND` message before its reply blocks and data.
@@ -225,12 +232,16 @@ pub struct ExitAppStats {
     pub descriptors_refused: u64,
     /// Descriptor lookups answered (found or not).
     pub descriptor_lookups: u64,
+    /// Waiting messages and idle reply blocks dropped for age.
+    pub expired: u64,
 }
 
 /// Bounded SURB queues keyed by id: at most `MAX_KEYS` keys (oldest key evicted), `per_key`
 /// blocks per key (oldest dropped) and `max_total` blocks in all (new ones refused).
 struct SurbTable<K: std::hash::Hash + Eq + Copy> {
     map: HashMap<K, VecDeque<Surb>>,
+    /// When each key last had a block deposited or taken (unix seconds).
+    touched: HashMap<K, u64>,
     order: VecDeque<K>,
     per_key: usize,
     max_total: usize,
@@ -241,6 +252,7 @@ impl<K: std::hash::Hash + Eq + Copy> SurbTable<K> {
     fn new(per_key: usize, max_total: usize) -> Self {
         SurbTable {
             map: HashMap::new(),
+            touched: HashMap::new(),
             order: VecDeque::new(),
             per_key,
             max_total,
@@ -248,16 +260,18 @@ impl<K: std::hash::Hash + Eq + Copy> SurbTable<K> {
         }
     }
 
-    fn push(&mut self, k: K, s: Surb) -> Result<(), MixError> {
+    fn push(&mut self, k: K, s: Surb, now: u64) -> Result<(), MixError> {
         if !self.map.contains_key(&k) {
             if self.order.len() >= MAX_KEYS
                 && let Some(old) = self.order.pop_front()
                 && let Some(q) = self.map.remove(&old)
             {
                 self.total -= q.len();
+                self.touched.remove(&old);
             }
             self.order.push_back(k);
         }
+        self.touched.insert(k, now);
         let q = self.map.entry(k).or_default();
         if q.len() >= self.per_key {
             q.pop_front();
@@ -270,22 +284,46 @@ impl<K: std::hash::Hash + Eq + Copy> SurbTable<K> {
         Ok(())
     }
 
-    fn pop(&mut self, k: &K) -> Option<Surb> {
+    fn pop(&mut self, k: &K, now: u64) -> Option<Surb> {
         let s = self.map.get_mut(k).and_then(VecDeque::pop_front);
         if s.is_some() {
             self.total -= 1;
+            self.touched.insert(*k, now);
         }
         s
     }
 
     /// The most recently deposited block for `k` (intro points: a service refreshes its
     /// blocks periodically, and the newest are the ones most likely still usable).
-    fn pop_newest(&mut self, k: &K) -> Option<Surb> {
+    fn pop_newest(&mut self, k: &K, now: u64) -> Option<Surb> {
         let s = self.map.get_mut(k).and_then(VecDeque::pop_back);
         if s.is_some() {
             self.total -= 1;
+            self.touched.insert(*k, now);
         }
         s
+    }
+
+    /// Drops every key untouched for `max_idle` seconds at `now`; returns the blocks dropped.
+    fn expire_idle(&mut self, now: u64, max_idle: u64) -> usize {
+        let stale: Vec<K> = self
+            .touched
+            .iter()
+            .filter(|(_, t)| now.saturating_sub(**t) >= max_idle)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut dropped = 0;
+        for k in &stale {
+            self.touched.remove(k);
+            if let Some(q) = self.map.remove(k) {
+                dropped += q.len();
+                self.total -= q.len();
+            }
+        }
+        if !stale.is_empty() {
+            self.order.retain(|k| self.map.contains_key(k));
+        }
+        dropped
     }
 }
 
@@ -295,13 +333,14 @@ type RvKey = ([u8; 16], u8);
 /// all (when full, the oldest key's queue is dropped).
 #[derive(Default)]
 struct Waiting {
-    map: HashMap<RvKey, VecDeque<Vec<u8>>>,
+    /// Messages with the unix second they arrived.
+    map: HashMap<RvKey, VecDeque<(u64, Vec<u8>)>>,
     order: VecDeque<RvKey>,
     total: usize,
 }
 
 impl Waiting {
-    fn push(&mut self, k: RvKey, msg: Vec<u8>) -> Result<(), MixError> {
+    fn push(&mut self, k: RvKey, msg: Vec<u8>, now: u64) -> Result<(), MixError> {
         if self
             .map
             .get(&k)
@@ -320,12 +359,29 @@ impl Waiting {
         if !self.map.contains_key(&k) {
             self.order.push_back(k);
         }
-        self.map.entry(k).or_default().push_back(msg);
+        self.map.entry(k).or_default().push_back((now, msg));
         self.total += 1;
         Ok(())
     }
 
-    fn pop(&mut self, k: &RvKey) -> Option<Vec<u8>> {
+    /// Drops messages that waited `max_age` seconds at `now`; returns how many.
+    fn expire(&mut self, now: u64, max_age: u64) -> usize {
+        let mut dropped = 0;
+        self.map.retain(|_, q| {
+            let before = q.len();
+            q.retain(|(t, _)| now.saturating_sub(*t) < max_age);
+            dropped += before - q.len();
+            !q.is_empty()
+        });
+        if dropped > 0 {
+            self.total -= dropped;
+            let map = &self.map;
+            self.order.retain(|k| map.contains_key(k));
+        }
+        dropped
+    }
+
+    fn pop(&mut self, k: &RvKey) -> Option<(u64, Vec<u8>)> {
         let q = self.map.get_mut(k)?;
         let m = q.pop_front();
         if m.is_some() {
@@ -338,7 +394,7 @@ impl Waiting {
         m
     }
 
-    fn push_front(&mut self, k: RvKey, msg: Vec<u8>) {
+    fn push_front(&mut self, k: RvKey, msg: (u64, Vec<u8>)) {
         if !self.map.contains_key(&k) {
             self.order.push_back(k);
         }
@@ -357,6 +413,10 @@ pub struct ExitApp {
     rv_waiting: Waiting,
     hsdir: HsDirStore,
     stats: ExitAppStats,
+    /// The unix second of the message being handled.
+    now: u64,
+    /// The last second expired state was swept.
+    swept: u64,
 }
 
 impl std::fmt::Debug for ExitApp {
@@ -385,6 +445,8 @@ impl ExitApp {
             rv_waiting: Waiting::default(),
             hsdir: HsDirStore::new(),
             stats: ExitAppStats::default(),
+            now: 0,
+            swept: 0,
         }
     }
 
@@ -395,6 +457,15 @@ impl ExitApp {
 
     /// Handles one delivered message at unix time `now`; returns packets to send.
     pub fn handle(&mut self, message: &[u8], now: u64) -> Vec<(NodeAddr, Vec<u8>)> {
+        self.now = now;
+        if now != self.swept {
+            // At most once per second: state nobody came back for.
+            self.swept = now;
+            let n = self.rv_waiting.expire(now, RV_WAIT_MAX_SECS)
+                + self.rv.expire_idle(now, RV_IDLE_MAX_SECS)
+                + self.intros.expire_idle(now, INTRO_IDLE_MAX_SECS);
+            self.stats.expired += n as u64;
+        }
         match self.handle_inner(message, now) {
             Ok(v) => v,
             Err(e) => {
@@ -444,7 +515,7 @@ impl ExitApp {
                 signed.extend_from_slice(&ts.to_be_bytes());
                 vk.verify_strict(&signed, &Signature::from_bytes(&sig))
                     .map_err(|_| MixError::BadDescriptor("bad intro registration signature"))?;
-                self.intros.push(id_of(&pk), surb)?;
+                self.intros.push(id_of(&pk), surb, now)?;
                 self.stats.intros_registered += 1;
             }
             kind::INTRODUCE => {
@@ -453,7 +524,10 @@ impl ExitApp {
                 if rest.is_empty() || rest.len() > MAX_SEALED_INTRO {
                     return Err(MixError::BadLength(m.len()));
                 }
-                let surb = self.intros.pop_newest(&sid).ok_or(MixError::UnknownSurb)?;
+                let surb = self
+                    .intros
+                    .pop_newest(&sid, now)
+                    .ok_or(MixError::UnknownSurb)?;
                 let mut msg = vec![kind::INTRO_FORWARD];
                 msg.extend_from_slice(rest);
                 out.push(surb.into_packet(&msg)?);
@@ -462,7 +536,7 @@ impl ExitApp {
             kind::ESTABLISH_RV => {
                 let cookie: [u8; 16] = take(m, 1)?;
                 self.rv
-                    .push((cookie, Side::Client as u8), surb_at(m, 17)?)?;
+                    .push((cookie, Side::Client as u8), surb_at(m, 17)?, now)?;
                 self.flush_waiting(cookie, Side::Client as u8, &mut out)?;
             }
             kind::RV_DATA => {
@@ -473,7 +547,7 @@ impl ExitApp {
                 }
                 let surb = surb_at(m, 18)?;
                 let data = m.get(18 + SURB_LEN..).unwrap_or_default();
-                self.rv.push((cookie, side), surb)?;
+                self.rv.push((cookie, side), surb, now)?;
                 self.flush_waiting(cookie, side, &mut out)?;
                 self.relay(cookie, side, data, &mut out)?;
             }
@@ -493,7 +567,7 @@ impl ExitApp {
                 }
                 for i in 0..n {
                     let s = surb_at(m, RV_SEND_HEADER + i * SURB_LEN)?;
-                    self.rv.push((cookie, side), s)?;
+                    self.rv.push((cookie, side), s, now)?;
                 }
                 self.flush_waiting(cookie, side, &mut out)?;
                 let data = m.get(data_off..).unwrap_or_default();
@@ -545,12 +619,12 @@ impl ExitApp {
         msg.push(kind::RV_FORWARD);
         msg.extend_from_slice(&cookie);
         msg.extend_from_slice(data);
-        match self.rv.pop(&(cookie, 1 - side)) {
+        match self.rv.pop(&(cookie, 1 - side), self.now) {
             Some(peer) => {
                 out.push(peer.into_packet(&msg)?);
                 self.stats.rv_relayed += 1;
             }
-            None => self.rv_waiting.push((cookie, 1 - side), msg)?,
+            None => self.rv_waiting.push((cookie, 1 - side), msg, self.now)?,
         }
         Ok(())
     }
@@ -563,8 +637,8 @@ impl ExitApp {
         out: &mut Vec<(NodeAddr, Vec<u8>)>,
     ) -> Result<(), MixError> {
         while let Some(msg) = self.rv_waiting.pop(&(cookie, side)) {
-            if let Some(s) = self.rv.pop(&(cookie, side)) {
-                out.push(s.into_packet(&msg)?);
+            if let Some(s) = self.rv.pop(&(cookie, side), self.now) {
+                out.push(s.into_packet(&msg.1)?);
                 self.stats.rv_relayed += 1;
             } else {
                 self.rv_waiting.push_front((cookie, side), msg);
@@ -772,6 +846,40 @@ mod tests {
         assert_eq!(app.stats().rejected, 1);
         // after expiry the directory forgets it
         assert_eq!(app.hsdir.get(&sid, 2001), None);
+    }
+
+    #[test]
+    fn waiting_messages_and_idle_blocks_expire() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let mut app = ExitApp::new([9; 32], None);
+        let t0 = 1_700_000_000;
+        // Service data waits for the client's block; the client never comes.
+        let c = [4u8; 16];
+        assert!(
+            app.handle(&rv_data(&c, Side::Service, &surb(&mut rng), b"hi"), t0)
+                .is_empty()
+        );
+        // Within 120 s the client's block still gets it.
+        let c2 = [5u8; 16];
+        app.handle(&rv_data(&c2, Side::Service, &surb(&mut rng), b"x"), t0);
+        let out = app.handle(
+            &establish_rv(&c2, &surb(&mut rng)),
+            t0 + RV_WAIT_MAX_SECS - 1,
+        );
+        assert_eq!(out.len(), 1);
+        // After 120 s the first message is gone: a late client block gets nothing.
+        let out = app.handle(&establish_rv(&c, &surb(&mut rng)), t0 + RV_WAIT_MAX_SECS);
+        assert!(out.is_empty());
+        assert!(app.stats().expired >= 1);
+        // Reply blocks nobody used for 15 minutes are dropped too: the service's block left
+        // with its data (side Service) expires, so later client data waits instead of going.
+        let before = app.stats().expired;
+        let out = app.handle(
+            &rv_data(&c2, Side::Client, &surb(&mut rng), b"late"),
+            t0 + RV_WAIT_MAX_SECS + RV_IDLE_MAX_SECS,
+        );
+        assert!(out.is_empty());
+        assert!(app.stats().expired > before);
     }
 
     #[test]
