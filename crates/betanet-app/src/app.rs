@@ -458,7 +458,11 @@ impl App {
 
     /// Runs hooks, routing, the handler and error handlers for one request, and records the
     /// request in the stats. Never fails: every problem becomes a response.
-    pub async fn dispatch(&self, mut req: Request) -> Response {
+    ///
+    /// Hooks and routing run when called; the returned future only awaits the handler and
+    /// finishes the response, so it holds a few words rather than the request (servers keep
+    /// one per exchange in flight).
+    pub fn dispatch(&self, mut req: Request) -> impl Future<Output = Response> + Send + '_ {
         let started = Instant::now();
         let mut early = None;
         for hook in &self.before {
@@ -467,54 +471,82 @@ impl App {
                 break;
             }
         }
-        let head = req.head.clone();
-        let mut resp = match early {
-            Some(r) => r,
-            None => self.route_request(req).await,
+        // The head outlives the request only for error handlers and after-hooks (a clone
+        // is several allocations per request).
+        let head = (!self.error_handlers.is_empty() || !self.after.is_empty())
+            .then(|| Box::new(req.head.clone()));
+        let method = req.head.method.clone();
+        let routed = match early {
+            Some(r) => Routed::Answer(r),
+            None => self.route_request(req),
         };
-        if resp.status >= 400
-            && let Some(h) = self.error_handlers.get(&resp.status)
-        {
-            resp = h(&head, resp);
+        async move {
+            let mut resp =
+                match routed {
+                    Routed::Handler(fut) => AssertUnwindSafe(fut)
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            tracing::error!("handler panicked");
+                            Response::error(status::INTERNAL_ERROR, "internal error")
+                        }),
+                    Routed::Answer(r) => r,
+                };
+            if let Some(head) = &head {
+                if resp.status >= 400
+                    && let Some(h) = self.error_handlers.get(&resp.status)
+                {
+                    resp = h(head, resp);
+                }
+                for hook in &self.after {
+                    hook(head, &mut resp);
+                }
+            }
+            self.ctx.stats.record_request(
+                &self.ctx.service,
+                &method,
+                resp.status,
+                started.elapsed(),
+            );
+            resp
         }
-        for hook in &self.after {
-            hook(&head, &mut resp);
-        }
-        self.ctx.stats.record_request(
-            &self.ctx.service,
-            &head.method,
-            resp.status,
-            started.elapsed(),
-        );
-        resp
     }
 
-    async fn route_request(&self, mut req: Request) -> Response {
+    /// Routes `req`: the handler's future, or the answer when no handler runs (unknown
+    /// method, GET with a body, no route, wrong method, a handler panicking when called).
+    /// Not an `async fn`: the request moves into the handler's (boxed) future only, so the
+    /// dispatch future stays small (it is allocated per HTX stream).
+    fn route_request(&self, mut req: Request) -> Routed {
         if let Method::Unknown(_) = req.head.method {
-            return Response::error(status::BAD_REQUEST, "unknown method");
+            return Routed::Answer(Response::error(status::BAD_REQUEST, "unknown method"));
         }
         if req.head.method == Method::Get && !req.body.is_empty() {
-            return Response::error(status::BAD_REQUEST, "GET carries no body");
+            return Routed::Answer(Response::error(status::BAD_REQUEST, "GET carries no body"));
         }
         match self.lookup(&req.head.method, &req.head.path) {
             Lookup::Found(h, caps) => {
                 req.params = caps;
-                let h = h.clone();
-                AssertUnwindSafe(async move { h(req).await })
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| h(req))) {
+                    Ok(fut) => Routed::Handler(fut),
+                    Err(_) => {
                         tracing::error!("handler panicked");
-                        Response::error(status::INTERNAL_ERROR, "internal error")
-                    })
+                        Routed::Answer(Response::error(status::INTERNAL_ERROR, "internal error"))
+                    }
+                }
             }
-            Lookup::WrongMethod(allowed) => {
+            Lookup::WrongMethod(allowed) => Routed::Answer(
                 Response::error(status::BAD_REQUEST, "method not allowed for this path")
-                    .with_header("allow", allowed.join(", "))
-            }
-            Lookup::NotFound => Response::error(status::NOT_FOUND, "not found"),
+                    .with_header("allow", allowed.join(", ")),
+            ),
+            Lookup::NotFound => Routed::Answer(Response::error(status::NOT_FOUND, "not found")),
         }
     }
+}
+
+/// What routing decided: run a handler, or answer directly.
+enum Routed {
+    Handler(BoxFuture),
+    Answer(Response),
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@
 //! ```
 
 pub mod app;
+mod barcodec;
 pub mod body;
 pub mod client;
 pub mod config;

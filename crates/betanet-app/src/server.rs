@@ -16,6 +16,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use betanet_wire::bar::stream::{frame_head, split_head};
@@ -39,6 +40,32 @@ use crate::stats::NodeStats;
 pub const INLINE_BODY_MAX: usize = 64 * 1024;
 
 const READ_CHUNK: usize = 16 * 1024;
+/// First read buffer of an exchange: request heads are small, and a stream read zeroes the
+/// spare capacity it is handed, so buffers start small and double up to [`READ_CHUNK`].
+const FIRST_READ: usize = 1024;
+
+/// Makes room for the next read: at least a quarter of [`FIRST_READ`] spare, growing
+/// geometrically (so a large body still arrives in [`READ_CHUNK`] reads).
+fn grow_for_read(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < FIRST_READ / 4 {
+        buf.reserve(buf.len().clamp(FIRST_READ, READ_CHUNK));
+    }
+}
+
+/// `timeout(stall, fut)`, but no timer is armed when `fut` is ready at its first poll (the
+/// usual case for stream reads and writes whose data or credit is already there): a request
+/// then costs no clock read and no timer entry per read and write.
+async fn stall_timeout<F: Future>(
+    stall: Duration,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    match std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        Poll::Ready(v) => Ok(v),
+        // Boxed: a timer entry is large, and most exchanges never need one.
+        Poll::Pending => Box::pin(timeout(stall, fut)).await,
+    }
+}
 
 async fn write_all_timeout<S: AsyncWrite + Unpin>(
     stream: &mut S,
@@ -49,7 +76,7 @@ async fn write_all_timeout<S: AsyncWrite + Unpin>(
     // spec bounds is *no progress*, so time each partial write separately.
     let mut rest = data;
     while !rest.is_empty() {
-        match timeout(stall, stream.write(rest)).await {
+        match stall_timeout(stall, stream.write(rest)).await {
             Err(_) => return Err(AppError::Stalled(stall)),
             Ok(Ok(0)) => return Err(AppError::Io(std::io::ErrorKind::WriteZero.into())),
             Ok(Ok(n)) => rest = rest.get(n..).unwrap_or(&[]),
@@ -73,15 +100,53 @@ fn bar_headers(headers: Vec<(String, String)>) -> bar::Headers {
 }
 
 /// Writes `resp` as a BAR response (head, streamed body, FIN) on `stream`.
-pub async fn write_response<S: AsyncWrite + Unpin>(
-    stream: &mut S,
+///
+/// The head is encoded when called; the returned future holds the framed head and, for a
+/// streamed or large body only, a boxed body pump — so it stays small (servers keep one per
+/// exchange in flight).
+pub fn write_response<'a, S: AsyncWrite + Unpin>(
+    stream: &'a mut S,
     resp: Response,
     stall: Duration,
-) -> Result<(), AppError> {
+) -> impl Future<Output = Result<(), AppError>> + 'a {
+    let prepared = frame_response(resp);
+    async move {
+        let (framed, body) = prepared?;
+        write_all_timeout(stream, &framed, stall).await?;
+        drop(framed);
+        if let Some(body) = body {
+            Box::pin(write_body(stream, body, stall)).await?;
+        }
+        match stall_timeout(stall, async {
+            stream.flush().await?;
+            stream.shutdown().await
+        })
+        .await
+        {
+            Err(_) => Err(abort(AppError::Stalled(stall))),
+            Ok(r) => r.map_err(AppError::Aborted),
+        }
+    }
+}
+
+/// A failure after the head went out: the exchange is aborted, never finished cleanly.
+fn abort(e: AppError) -> AppError {
+    match e {
+        AppError::Io(io) => AppError::Aborted(io),
+        other => AppError::Aborted(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            other.to_string(),
+        )),
+    }
+}
+
+/// The framed response head (bodies up to [`INLINE_BODY_MAX`] inside it) and the body still
+/// to stream after it, if any.
+fn frame_response(resp: Response) -> Result<(Vec<u8>, Option<Body>), AppError> {
     let Response {
         status,
         mut headers,
-        mut body,
+        body,
     } = resp;
     let len = body.len_hint();
     let inline: Option<Bytes> = match &body {
@@ -89,44 +154,46 @@ pub async fn write_response<S: AsyncWrite + Unpin>(
         Body::Bytes(b) if b.len() <= INLINE_BODY_MAX => Some(b.clone()),
         _ => None,
     };
-    if inline.is_some() {
-        body = Body::Empty;
-    }
+    let rest = if inline.is_some() { None } else { Some(body) };
     if let Some(len) = len {
         let bodiless = status == 204 || status == 304;
         if !bodiless && !headers.iter().any(|(n, _)| n == "content-length") {
             headers.push(("content-length".to_owned(), len.to_string()));
         }
     }
-    let head = bar::Response {
+    // The direct encoder writes the framed head (inline body included) in one buffer; the
+    // reference codec decides the rare cases it declines (non-ASCII header names).
+    let framed = match crate::barcodec::encode_response_framed(
         status,
-        headers: bar_headers(headers),
-        body: inline.map(|b| b.to_vec()).unwrap_or_default(),
+        &headers,
+        inline.as_deref().unwrap_or_default(),
+    ) {
+        Some(f) => f,
+        None => {
+            let head = bar::Response {
+                status,
+                headers: bar_headers(headers),
+                body: inline.map(|b| b.to_vec()).unwrap_or_default(),
+            };
+            frame_head(&head.encode()?)?
+        }
     };
-    let framed = frame_head(&head.encode()?)?;
-    write_all_timeout(stream, &framed, stall).await?;
-    let abort = |e: AppError| match e {
-        AppError::Io(io) => AppError::Aborted(io),
-        other => AppError::Aborted(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            other.to_string(),
-        )),
-    };
+    Ok((framed, rest))
+}
+
+/// Streams a body that did not fit in the head.
+async fn write_body<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    mut body: Body,
+    stall: Duration,
+) -> Result<(), AppError> {
     while let Some(chunk) = body.next_chunk().await {
         let chunk = chunk.map_err(AppError::Aborted)?;
         write_all_timeout(stream, &chunk, stall)
             .await
             .map_err(abort)?;
     }
-    match timeout(stall, async {
-        stream.flush().await?;
-        stream.shutdown().await
-    })
-    .await
-    {
-        Err(_) => Err(abort(AppError::Stalled(stall))),
-        Ok(r) => r.map_err(AppError::Aborted),
-    }
+    Ok(())
 }
 
 /// Reads and discards what the peer still sends (bounded: 1 s, 8 MiB), so that closing the
@@ -149,8 +216,9 @@ async fn reply_error<S: AsyncWrite + Unpin>(
     msg: &str,
     stall: Duration,
 ) {
-    // Best effort: the exchange already failed; the caller returns that error.
-    let _ = write_response(stream, Response::error(status, msg), stall).await;
+    // Best effort: the exchange already failed; the caller returns that error. Boxed: this
+    // rare path would otherwise enlarge every exchange's future.
+    let _ = Box::pin(write_response(stream, Response::error(status, msg), stall)).await;
 }
 
 /// Serves one BAR exchange on `stream` (an HTX stream, a TCP connection, an in-memory
@@ -181,9 +249,17 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let stall = app.limits.stall_timeout;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::with_capacity(FIRST_READ);
     let (decoded, used) = loop {
-        let split = split_head(&buf).map(|o| o.map(|(h, used)| (bar::Request::decode(h), used)));
+        let split = split_head(&buf).map(|o| {
+            o.map(|(h, used)| {
+                let req = match crate::barcodec::decode_request(h) {
+                    Some(r) => Ok(r),
+                    None => bar::Request::decode(h),
+                };
+                (req, used)
+            })
+        });
         match split {
             Ok(Some(v)) => break v,
             Ok(None) => {}
@@ -192,8 +268,8 @@ where
                 return Err(e.into());
             }
         }
-        buf.reserve(READ_CHUNK);
-        match timeout(stall, stream.read_buf(&mut buf)).await {
+        grow_for_read(&mut buf);
+        match stall_timeout(stall, stream.read_buf(&mut buf)).await {
             Err(_) => {
                 reply_error(
                     stream,
@@ -234,9 +310,14 @@ where
         Bytes::new()
     } else {
         let max = app.limits.max_body;
-        let mut body = BytesMut::with_capacity(head_body.len() + rest.len());
-        body.extend_from_slice(&head_body);
-        body.extend_from_slice(&rest);
+        let mut body = if head_body.is_empty() {
+            rest
+        } else {
+            let mut b = BytesMut::with_capacity(head_body.len() + rest.len());
+            b.extend_from_slice(&head_body);
+            b.extend_from_slice(&rest);
+            b
+        };
         loop {
             if body.len() as u64 > max {
                 app.stats().record_request(
@@ -246,11 +327,11 @@ where
                     started.elapsed(),
                 );
                 reply_error(stream, status::BAD_REQUEST, "request body too large", stall).await;
-                drain(stream).await;
+                Box::pin(drain(stream)).await;
                 return Err(AppError::TooLarge { limit: max });
             }
-            body.reserve(READ_CHUNK);
-            match timeout(stall, stream.read_buf(&mut body)).await {
+            grow_for_read(&mut body);
+            match stall_timeout(stall, stream.read_buf(&mut body)).await {
                 Err(_) => {
                     // Counted once, as an error, by `serve_stream`.
                     reply_error(
@@ -274,7 +355,7 @@ where
         .await;
     write_response(stream, resp, stall).await?;
     if unknown_method {
-        drain(stream).await;
+        Box::pin(drain(stream)).await;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! [`NodeStats::stream_guard`], [`NodeStats::rekey`], [`NodeStats::ticket`]; they may register
 //! their own metrics with [`NodeStats::with_registry`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -207,9 +207,45 @@ struct Live {
     window: RateWindow,
     lat: LatencyRing,
     per_service: BTreeMap<String, ServiceSnapshot>,
+    /// Metric handles per service, resolved from the families once: a request then costs no
+    /// label allocation, hashing or family lookup (the handles share the families' values,
+    /// so the exported metrics are the same).
+    handles: HashMap<String, ServiceHandles>,
+}
+
+/// Cached handles of one service's metrics, each created (in its family) on first use, as
+/// `get_or_create` would.
+#[derive(Default)]
+struct ServiceHandles {
+    /// `betanet_requests` by (method index, status).
+    requests: HashMap<(u8, u16), Counter>,
+    latency: Option<Histogram>,
+    errors: Option<Counter>,
+    connections: Option<Gauge>,
+    streams: Option<Gauge>,
+}
+
+/// Index of a method label in [`ServiceHandles::requests`] keys.
+fn method_index(method: &str) -> u8 {
+    match method {
+        "GET" => 0,
+        "PUT" => 1,
+        "POST" => 2,
+        "DEL" => 3,
+        _ => 4,
+    }
 }
 
 impl Live {
+    /// The cached handles of `service` (created empty on first use; `None` never happens).
+    fn handles(&mut self, service: &str) -> Option<&mut ServiceHandles> {
+        if !self.handles.contains_key(service) {
+            self.handles
+                .insert(service.to_owned(), ServiceHandles::default());
+        }
+        self.handles.get_mut(service)
+    }
+
     fn service_entry(&mut self, service: &str) -> Option<&mut ServiceSnapshot> {
         if !self.per_service.contains_key(service) {
             self.per_service.insert(
@@ -324,6 +360,7 @@ impl NodeStats {
                     next: 0,
                 },
                 per_service: BTreeMap::new(),
+                handles: HashMap::new(),
             }),
         }
     }
@@ -344,26 +381,47 @@ impl NodeStats {
             Method::Unknown(_) => "OTHER",
             m => m.as_str(),
         };
-        self.requests
-            .get_or_create(&RequestLabels {
-                service: service.to_owned(),
-                method: method.to_owned(),
-                status: status.to_string(),
-            })
-            .inc();
-        self.latency
-            .get_or_create(&Self::svc(service))
-            .observe(took.as_secs_f64());
         self.requests_total.fetch_add(1, Ordering::Relaxed);
         let server_error = status >= 500;
         if server_error {
-            self.errors.get_or_create(&Self::svc(service)).inc();
             self.errors_total.fetch_add(1, Ordering::Relaxed);
         } else if status >= 400 {
             self.client_errors_total.fetch_add(1, Ordering::Relaxed);
         }
         let sec = self.now_sec();
+        let labels = || RequestLabels {
+            service: service.to_owned(),
+            method: method.to_owned(),
+            status: status.to_string(),
+        };
         let mut live = lock(&self.live);
+        match live.handles(service) {
+            Some(h) => {
+                h.requests
+                    .entry((method_index(method), status))
+                    .or_insert_with(|| self.requests.get_or_create(&labels()).clone())
+                    .inc();
+                h.latency
+                    .get_or_insert_with(|| self.latency.get_or_create(&Self::svc(service)).clone())
+                    .observe(took.as_secs_f64());
+                if server_error {
+                    h.errors
+                        .get_or_insert_with(|| {
+                            self.errors.get_or_create(&Self::svc(service)).clone()
+                        })
+                        .inc();
+                }
+            }
+            None => {
+                self.requests.get_or_create(&labels()).inc();
+                self.latency
+                    .get_or_create(&Self::svc(service))
+                    .observe(took.as_secs_f64());
+                if server_error {
+                    self.errors.get_or_create(&Self::svc(service)).inc();
+                }
+            }
+        }
         live.window.record(sec);
         live.lat.push(took);
         if let Some(e) = live.service_entry(service) {
@@ -376,9 +434,16 @@ impl NodeStats {
 
     /// Records an exchange aborted after its head was sent (stall, reset, body error).
     pub fn record_error(&self, service: &str) {
-        self.errors.get_or_create(&Self::svc(service)).inc();
         self.errors_total.fetch_add(1, Ordering::Relaxed);
-        if let Some(e) = lock(&self.live).service_entry(service) {
+        let mut live = lock(&self.live);
+        match live.handles(service) {
+            Some(h) => h
+                .errors
+                .get_or_insert_with(|| self.errors.get_or_create(&Self::svc(service)).clone())
+                .inc(),
+            None => self.errors.get_or_create(&Self::svc(service)).inc(),
+        };
+        if let Some(e) = live.service_entry(service) {
             e.errors += 1;
         }
     }
@@ -386,11 +451,21 @@ impl NodeStats {
     /// Counts an open connection until the guard drops.
     #[must_use]
     pub fn connection_guard(self: &Arc<Self>, service: &str) -> ActiveGuard {
-        self.connections.get_or_create(&Self::svc(service)).inc();
+        let gauge = lock(&self.live).handles(service).map_or_else(
+            || self.connections.get_or_create(&Self::svc(service)).clone(),
+            |h| {
+                h.connections
+                    .get_or_insert_with(|| {
+                        self.connections.get_or_create(&Self::svc(service)).clone()
+                    })
+                    .clone()
+            },
+        );
+        gauge.inc();
         self.conns_now.fetch_add(1, Ordering::Relaxed);
         ActiveGuard {
             stats: self.clone(),
-            service: service.to_owned(),
+            gauge,
             stream: false,
         }
     }
@@ -398,11 +473,19 @@ impl NodeStats {
     /// Counts an open stream until the guard drops.
     #[must_use]
     pub fn stream_guard(self: &Arc<Self>, service: &str) -> ActiveGuard {
-        self.streams.get_or_create(&Self::svc(service)).inc();
+        let gauge = lock(&self.live).handles(service).map_or_else(
+            || self.streams.get_or_create(&Self::svc(service)).clone(),
+            |h| {
+                h.streams
+                    .get_or_insert_with(|| self.streams.get_or_create(&Self::svc(service)).clone())
+                    .clone()
+            },
+        );
+        gauge.inc();
         self.streams_now.fetch_add(1, Ordering::Relaxed);
         ActiveGuard {
             stats: self.clone(),
-            service: service.to_owned(),
+            gauge,
             stream: true,
         }
     }
@@ -478,18 +561,17 @@ impl NodeStats {
 #[derive(Debug)]
 pub struct ActiveGuard {
     stats: Arc<NodeStats>,
-    service: String,
+    /// The service's gauge (shared with its family).
+    gauge: Gauge,
     stream: bool,
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        let labels = NodeStats::svc(&self.service);
+        self.gauge.dec();
         if self.stream {
-            self.stats.streams.get_or_create(&labels).dec();
             self.stats.streams_now.fetch_sub(1, Ordering::Relaxed);
         } else {
-            self.stats.connections.get_or_create(&labels).dec();
             self.stats.conns_now.fetch_sub(1, Ordering::Relaxed);
         }
     }

@@ -257,3 +257,71 @@ mod prop {
         }
     }
 }
+
+/// Request bodies through the server's growing read buffers: a body split between the head's
+/// `b` and a raw continuation arriving in small pieces, a large raw body, and one over the
+/// limit (400).
+#[tokio::test]
+async fn request_bodies_through_growing_buffers() {
+    let mut app = demo_app();
+    app.limits.max_body = 300 * 1024;
+    let app = app.into_shared();
+    let body: Vec<u8> = (0..250 * 1024).map(|i| (i * 13 % 251) as u8).collect();
+
+    // 1. Part in `b`, the rest raw in 3 KiB writes through a small pipe.
+    let (mut client, server) = tokio::io::duplex(4 * 1024);
+    let task = tokio::spawn(serve_stream(app.clone(), server, PeerInfo::local()));
+    let head = betanet_wire::bar::Request {
+        method: Method::Post,
+        uri: "/echo".into(),
+        headers: vec![],
+        body: body[..700].to_vec(),
+    };
+    let writer = {
+        let body = body.clone();
+        async move {
+            client
+                .write_all(&frame_head(&head.encode().unwrap()).unwrap())
+                .await
+                .unwrap();
+            for c in body[700..].chunks(3 * 1024) {
+                client.write_all(c).await.unwrap();
+            }
+            client.shutdown().await.unwrap();
+            read_response(&mut client, 1 << 20).await.unwrap()
+        }
+    };
+    let r = tokio::time::timeout(Duration::from_secs(20), writer)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(hdr(&r, "x-len"), Some("256000"));
+    assert_eq!(Sha256::digest(&r.body), Sha256::digest(&body));
+    task.await.unwrap().unwrap();
+
+    // 2. All raw (the client puts bodies over 64 KiB after the head).
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let task = tokio::spawn(serve_stream(app.clone(), server, PeerInfo::local()));
+    let r = fetch(
+        &mut client,
+        &request(Method::Post, "/echo", body.clone()),
+        1 << 20,
+    )
+    .await
+    .unwrap();
+    assert_eq!(Sha256::digest(&r.body), Sha256::digest(&body));
+    task.await.unwrap().unwrap();
+
+    // 3. Over the limit: 400, and the server reports TooLarge.
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let task = tokio::spawn(serve_stream(app.clone(), server, PeerInfo::local()));
+    let big = vec![1u8; 301 * 1024];
+    let r = fetch(&mut client, &request(Method::Post, "/echo", big), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(matches!(
+        task.await.unwrap(),
+        Err(betanet_app::AppError::TooLarge { .. })
+    ));
+}

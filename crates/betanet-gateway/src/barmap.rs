@@ -361,6 +361,203 @@ pub fn response_head(resp: &bar::Response) -> Option<(StatusCode, HeaderMap, Opt
     Some((status, map, len))
 }
 
+/// A strict reader for the response heads [`decode_response`] accepts.
+struct HeadReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> HeadReader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+
+    /// A definite-length head of `major` in shortest form (arguments up to 32 bits).
+    fn head(&mut self, major: u8) -> Option<u64> {
+        let ib = self.byte()?;
+        if ib >> 5 != major {
+            return None;
+        }
+        match ib & 0x1f {
+            n @ 0..=23 => Some(u64::from(n)),
+            24 => Some(u64::from(self.byte()?)).filter(|&v| v >= 24),
+            25 => {
+                let b = self.take(2)?;
+                Some(u64::from(u16::from_be_bytes([b[0], b[1]]))).filter(|&v| v > 0xff)
+            }
+            26 => {
+                let b = self.take(4)?;
+                Some(u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+                    .filter(|&v| v > 0xffff)
+            }
+            _ => None,
+        }
+    }
+
+    fn bytes(&mut self, major: u8) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.head(major)?).ok()?;
+        self.take(n)
+    }
+
+    fn text(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes(3)?).ok()
+    }
+
+    /// A text key that sorts strictly after the previous key's encoding.
+    fn key(&mut self, prev: &mut Option<&'a [u8]>) -> Option<&'a str> {
+        let start = self.pos;
+        let k = self.text()?;
+        let enc = self.buf.get(start..self.pos)?;
+        if prev.is_some_and(|p| p >= enc) {
+            return None;
+        }
+        *prev = Some(enc);
+        Some(k)
+    }
+}
+
+/// Decodes a BAR response head of the usual shape (a canonical map of exactly `b`, `h`, `s`)
+/// without building a CBOR value tree; `None` means "ask the strict reference decoder"
+/// (`bar::Response::decode`), which then gives the error or handles extra keys. Whatever this
+/// accepts, the reference accepts with the same result (property-tested).
+pub fn decode_response(buf: &[u8]) -> Option<bar::Response> {
+    let mut r = HeadReader { buf, pos: 0 };
+    if r.head(5)? != 3 {
+        return None;
+    }
+    let mut prev = None;
+    if r.key(&mut prev)? != "b" {
+        return None;
+    }
+    let body = r.bytes(2)?.to_vec();
+    if r.key(&mut prev)? != "h" {
+        return None;
+    }
+    let n = usize::try_from(r.head(5)?).ok()?;
+    if n > buf.len() / 2 {
+        return None;
+    }
+    let mut headers = Vec::with_capacity(n);
+    let mut hprev = None;
+    for _ in 0..n {
+        let name = r.key(&mut hprev)?;
+        if name.chars().any(char::is_uppercase) {
+            return None;
+        }
+        let value = match r.buf.get(r.pos)? >> 5 {
+            3 => BarValue::Text(r.text()?.to_owned()),
+            2 => BarValue::Bytes(r.bytes(2)?.to_vec()),
+            _ => return None,
+        };
+        headers.push((name.to_owned(), value));
+    }
+    if r.key(&mut prev)? != "s" {
+        return None;
+    }
+    let status = u16::try_from(r.head(0)?).ok()?;
+    if r.pos != buf.len() {
+        return None;
+    }
+    Some(bar::Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// HTTP parts of a response: status, headers, `content-length` if any, the head's `b`.
+pub type ResponseParts = (StatusCode, HeaderMap, Option<u64>, Bytes);
+
+/// Maps a BAR response head straight to HTTP parts, without intermediate strings: header
+/// values and the body are slices of `head` (no copy). Equal to [`response_head`] of the
+/// decoded head (and its `b`) whenever it returns `Some`; `None` when [`decode_response`]
+/// would decline or the status is not a final HTTP status — the caller then takes the
+/// reference path ([`response_parts`]).
+pub fn response_parts_fast(head: &Bytes) -> Option<ResponseParts> {
+    let mut r = HeadReader { buf: head, pos: 0 };
+    if r.head(5)? != 3 {
+        return None;
+    }
+    let mut prev = None;
+    if r.key(&mut prev)? != "b" {
+        return None;
+    }
+    let n = usize::try_from(r.head(2)?).ok()?;
+    let start = r.pos;
+    r.take(n)?;
+    let body = head.slice(start..r.pos);
+    if r.key(&mut prev)? != "h" {
+        return None;
+    }
+    let n = usize::try_from(r.head(5)?).ok()?;
+    if n > head.len() / 2 {
+        return None;
+    }
+    let mut map = HeaderMap::with_capacity(n);
+    let mut hprev = None;
+    for _ in 0..n {
+        let name = r.key(&mut hprev)?;
+        if name.chars().any(char::is_uppercase) {
+            return None;
+        }
+        let major = r.buf.get(r.pos)? >> 5;
+        if major != 2 && major != 3 {
+            return None;
+        }
+        let len = usize::try_from(r.head(major)?).ok()?;
+        let vstart = r.pos;
+        let raw = r.take(len)?;
+        if major == 3 {
+            std::str::from_utf8(raw).ok()?;
+        }
+        if HOP_BY_HOP.contains(&name) {
+            continue;
+        }
+        let Ok(hn) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        if let Ok(v) = HeaderValue::from_maybe_shared(head.slice(vstart..r.pos)) {
+            map.append(hn, v);
+        }
+    }
+    if r.key(&mut prev)? != "s" {
+        return None;
+    }
+    let status = u16::try_from(r.head(0)?).ok()?;
+    if r.pos != head.len() {
+        return None;
+    }
+    let status = StatusCode::from_u16(status).ok()?;
+    if status.is_informational() {
+        return None;
+    }
+    let len = map
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    Some((status, map, len, body))
+}
+
+/// HTTP parts of a BAR response head: [`response_parts_fast`], else the strict reference
+/// decoder and [`response_head`]. `None`: not valid BAR, or not a final HTTP status.
+pub fn response_parts(head: &Bytes) -> Option<ResponseParts> {
+    if let Some(p) = response_parts_fast(head) {
+        return Some(p);
+    }
+    let resp = bar::Response::decode(head).ok()?;
+    let (status, headers, len) = response_head(&resp)?;
+    Some((status, headers, len, Bytes::from(resp.body)))
+}
+
 /// Why an exchange failed before the response started.
 #[derive(Debug)]
 pub enum ExchangeError {
@@ -382,6 +579,8 @@ pub struct ExchangeLimits {
 const CHUNK: usize = 64 * 1024;
 /// Read size while waiting for the response head (small responses fit in one read).
 const HEAD_READ: usize = 4 * 1024;
+/// First read of a response head (on the stack).
+const FIRST_HEAD_READ: usize = 512;
 
 /// Runs one BAR exchange on `stream`: sends `framed` (the framed request head, see
 /// [`request_head_framed`]) and streams `body`, returns the HTTP response whose body streams
@@ -465,20 +664,36 @@ where
             p.abort();
         }
     };
-    let mut buf = BytesMut::with_capacity(HEAD_READ);
+    let mut buf = BytesMut::new();
     // Reads go through an initialised buffer: `read_buf` into spare capacity would make the
     // stream zero the whole spare capacity on every read (`ReadBuf::initialize_unfilled`).
-    let mut tmp = [0u8; HEAD_READ];
+    // The first read uses a small one (a typical response head fits: no large zeroing or
+    // allocation per request); a larger head continues through a `HEAD_READ` buffer.
+    let mut first = [0u8; FIRST_HEAD_READ];
+    let mut more: Vec<u8> = Vec::new();
     let read_head = async {
         loop {
-            if let Some((h, used)) =
+            if let Some((_, used)) =
                 bar::stream::split_head(&buf).map_err(|_| ExchangeError::BadResponse)?
             {
-                let resp = bar::Response::decode(h).map_err(|_| ExchangeError::BadResponse)?;
                 let rest = buf.split_off(used);
-                return Ok((resp, rest));
+                // `buf` is now the 4 length bytes and the head.
+                let framed = std::mem::take(&mut buf).freeze();
+                let head = framed
+                    .get(4..)
+                    .map(|h| framed.slice_ref(h))
+                    .unwrap_or_default();
+                return Ok((head, rest));
             }
-            let n = rd.read(&mut tmp).await.map_err(ExchangeError::Upstream)?;
+            let tmp: &mut [u8] = if buf.is_empty() {
+                &mut first
+            } else {
+                if more.is_empty() {
+                    more = vec![0u8; HEAD_READ];
+                }
+                &mut more
+            };
+            let n = rd.read(tmp).await.map_err(ExchangeError::Upstream)?;
             buf.extend_from_slice(tmp.get(..n).unwrap_or_default());
             if n == 0 {
                 return Err(ExchangeError::Upstream(io::Error::new(
@@ -488,7 +703,7 @@ where
             }
         }
     };
-    let (resp, rest) = match tokio::time::timeout(limits.response_timeout, read_head).await {
+    let (head, rest) = match tokio::time::timeout(limits.response_timeout, read_head).await {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             abort_pump(&pump);
@@ -503,12 +718,12 @@ where
         }
     };
     latency.observe(started.elapsed().as_secs_f64());
-    let Some((status, headers, exact_len)) = response_head(&resp) else {
+    let Some((status, headers, exact_len, first)) = response_parts(&head) else {
         abort_pump(&pump);
         return Err(ExchangeError::BadResponse);
     };
+    drop(head);
     let exact_len = if bodyless { None } else { exact_len };
-    let first = Bytes::from(resp.body);
     let rest = rest.freeze();
     let complete = match exact_len {
         Some(n) => first.len() as u64 + rest.len() as u64 == n,
@@ -604,6 +819,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn strips_ticket() {
@@ -759,5 +975,144 @@ mod tests {
             body: vec![],
         };
         assert!(response_head(&bad).is_none());
+    }
+
+    #[test]
+    fn fast_response_decode_matches_and_falls_back() {
+        let resp = bar::Response {
+            status: 200,
+            headers: vec![
+                ("x".into(), BarValue::Bytes(vec![1, 2])),
+                ("content-type".into(), BarValue::Text("text/plain".into())),
+            ],
+            body: b"hello".to_vec(),
+        };
+        let enc = resp.encode().unwrap();
+        assert_eq!(decode_response(&enc), bar::Response::decode(&enc).ok());
+        assert!(decode_response(&enc).is_some());
+        // Trailing bytes, truncation, a status above u16, an extra key: the fast path
+        // declines and the reference decides.
+        let mut t = enc.clone();
+        t.push(0);
+        assert_eq!(decode_response(&t), None);
+        assert!(response_parts(&Bytes::from(t)).is_none());
+        assert_eq!(decode_response(&enc[..enc.len() - 1]), None);
+        use betanet_wire::cbor::{Value, encode};
+        let big = encode(&Value::map([
+            ("b", Value::bytes(vec![])),
+            ("h", Value::Map(vec![])),
+            ("s", Value::Uint(70_000)),
+        ]))
+        .unwrap();
+        assert_eq!(decode_response(&big), None);
+        assert!(response_parts(&Bytes::from(big)).is_none());
+        let extra = encode(&Value::map([
+            ("b", Value::bytes(vec![])),
+            ("h", Value::Map(vec![])),
+            ("s", Value::Uint(204)),
+            ("z", Value::Null),
+        ]))
+        .unwrap();
+        assert_eq!(decode_response(&extra), None);
+        assert_eq!(response_parts_fast(&Bytes::from(extra.clone())), None);
+        assert_eq!(response_parts(&Bytes::from(extra)).unwrap().0, 204);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_response_decode_equals_reference(
+            status in proptest::prelude::any::<u16>(),
+            headers in proptest::collection::vec(
+                ("[a-z][a-z0-9-]{0,30}", proptest::prop_oneof![
+                    "[ -~]{0,300}".prop_map(BarValue::Text),
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)
+                        .prop_map(BarValue::Bytes),
+                ]), 0..10),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        ) {
+            let mut hs: bar::Headers = Vec::new();
+            for (n, v) in headers {
+                if !hs.iter().any(|(x, _)| *x == n) {
+                    hs.push((n, v));
+                }
+            }
+            let enc = bar::Response { status, headers: hs, body }.encode().unwrap();
+            let slow = bar::Response::decode(&enc).unwrap();
+            proptest::prop_assert_eq!(decode_response(&enc), Some(slow));
+        }
+
+        #[test]
+        fn response_parts_equal_the_reference_mapping(
+            status in proptest::prop_oneof![
+                proptest::prelude::Just(200u16),
+                proptest::prelude::Just(101u16),
+                proptest::prelude::Just(1000u16),
+                proptest::prelude::any::<u16>(),
+            ],
+            headers in proptest::collection::vec(
+                (proptest::prop_oneof![
+                    "[a-z][a-z0-9-]{0,20}",
+                    proptest::prelude::Just("connection".to_owned()),
+                    proptest::prelude::Just("content-length".to_owned()),
+                    proptest::prelude::Just("a b".to_owned()),
+                ], proptest::prop_oneof![
+                    "[ -~]{0,40}".prop_map(BarValue::Text),
+                    "[0-9]{1,5}".prop_map(BarValue::Text),
+                    "[\\x00-\\x7f]{0,10}".prop_map(BarValue::Text),
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20)
+                        .prop_map(BarValue::Bytes),
+                ]), 0..8),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100),
+        ) {
+            let mut hs: bar::Headers = Vec::new();
+            for (n, v) in headers {
+                if !hs.iter().any(|(x, _)| *x == n) {
+                    hs.push((n, v));
+                }
+            }
+            let resp = bar::Response { status, headers: hs, body };
+            let enc = Bytes::from(resp.encode().unwrap());
+            let reference = response_head(&bar::Response::decode(&enc).unwrap())
+                .map(|(s, h, l)| (s, h, l, Bytes::from(resp.body.clone())));
+            let fast = response_parts_fast(&enc);
+            if reference.is_some() {
+                proptest::prop_assert!(fast.is_some());
+            }
+            proptest::prop_assert_eq!(&fast, &reference);
+            proptest::prop_assert_eq!(&response_parts(&enc), &reference);
+        }
+
+        #[test]
+        fn fast_response_decode_never_disagrees(
+            flips in proptest::collection::vec(
+                (proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..4),
+            cut in 0usize..3,
+        ) {
+            let mut enc = bar::Response {
+                status: 302,
+                headers: vec![
+                    ("location".into(), BarValue::Text("/x".into())),
+                    ("k".into(), BarValue::Bytes(vec![7; 30])),
+                ],
+                body: vec![9; 30],
+            }
+            .encode()
+            .unwrap();
+            for (i, b) in flips {
+                let i = i % enc.len();
+                enc[i] = b;
+            }
+            enc.truncate(enc.len() - cut);
+            if let Some(fast) = decode_response(&enc) {
+                proptest::prop_assert_eq!(Some(fast), bar::Response::decode(&enc).ok());
+            }
+            let enc = Bytes::from(enc);
+            if let Some(fast) = response_parts_fast(&enc) {
+                let reference = bar::Response::decode(&enc).ok().and_then(|r| {
+                    response_head(&r).map(|(s, h, l)| (s, h, l, Bytes::from(r.body)))
+                });
+                proptest::prop_assert_eq!(Some(fast), reference);
+            }
+        }
     }
 }
