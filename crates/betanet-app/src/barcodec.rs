@@ -16,28 +16,9 @@
 
 use std::borrow::Cow;
 
+use betanet_wire::bar;
+use betanet_wire::bar::fast::put_head as cbor_head;
 use betanet_wire::bar::stream::MAX_HEAD_LEN;
-use betanet_wire::bar::{self, HeaderValue, Method};
-
-/// Appends a CBOR item head (shortest form).
-fn cbor_head(out: &mut Vec<u8>, major: u8, n: u64) {
-    let m = major << 5;
-    if n < 24 {
-        out.push(m | n as u8);
-    } else if n <= u64::from(u8::MAX) {
-        out.push(m | 24);
-        out.push(n as u8);
-    } else if n <= u64::from(u16::MAX) {
-        out.push(m | 25);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else if n <= u64::from(u32::MAX) {
-        out.push(m | 26);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    } else {
-        out.push(m | 27);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-}
 
 /// Lowercases and de-duplicates response header names (the last value of a name wins, at the
 /// place of its first occurrence): the normalization the server applies before encoding.
@@ -105,129 +86,17 @@ pub(crate) fn encode_response_framed(
     Some(out)
 }
 
-/// A strict reader for the shapes [`decode_request`] accepts.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Option<u8> {
-        let b = *self.buf.get(self.pos)?;
-        self.pos += 1;
-        Some(b)
-    }
-
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-
-    /// A definite-length head of `major` in shortest form.
-    fn head(&mut self, major: u8) -> Option<u64> {
-        let ib = self.byte()?;
-        if ib >> 5 != major {
-            return None;
-        }
-        let v = match ib & 0x1f {
-            n @ 0..=23 => u64::from(n),
-            24 => Some(u64::from(self.byte()?)).filter(|&v| v >= 24)?,
-            25 => {
-                let b = self.take(2)?;
-                Some(u64::from(u16::from_be_bytes([b[0], b[1]])))
-                    .filter(|&v| v > u64::from(u8::MAX))?
-            }
-            26 => {
-                let b = self.take(4)?;
-                Some(u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
-                    .filter(|&v| v > u64::from(u16::MAX))?
-            }
-            _ => return None,
-        };
-        Some(v)
-    }
-
-    fn bytes(&mut self, major: u8) -> Option<&'a [u8]> {
-        let n = usize::try_from(self.head(major)?).ok()?;
-        self.take(n)
-    }
-
-    fn text(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes(3)?).ok()
-    }
-
-    /// A text key, checked to sort strictly after the previous key's encoding.
-    fn key(&mut self, prev: &mut Option<&'a [u8]>) -> Option<&'a str> {
-        let start = self.pos;
-        let k = self.text()?;
-        let enc = self.buf.get(start..self.pos)?;
-        if prev.is_some_and(|p| p >= enc) {
-            return None;
-        }
-        *prev = Some(enc);
-        Some(k)
-    }
-}
-
-/// Decodes a request head of the usual shape; `None` means "use the reference decoder".
+/// Decodes a request head of the usual shape; `None` means "use the reference decoder"
+/// (`betanet_wire::bar::fast::decode_request`).
 pub(crate) fn decode_request(buf: &[u8]) -> Option<bar::Request> {
-    let mut r = Reader { buf, pos: 0 };
-    if r.head(5)? != 4 {
-        return None;
-    }
-    let mut prev = None;
-    // The only canonical order of these four keys is b, h, m, u.
-    if r.key(&mut prev)? != "b" {
-        return None;
-    }
-    let body = r.bytes(2)?.to_vec();
-    if r.key(&mut prev)? != "h" {
-        return None;
-    }
-    let n = usize::try_from(r.head(5)?).ok()?;
-    // Every entry takes at least 2 bytes: bound the allocation by the input.
-    if n > buf.len() / 2 {
-        return None;
-    }
-    let mut headers = Vec::with_capacity(n);
-    let mut hprev = None;
-    for _ in 0..n {
-        let name = r.key(&mut hprev)?;
-        if name.chars().any(char::is_uppercase) {
-            return None;
-        }
-        let value = match r.buf.get(r.pos)? >> 5 {
-            3 => HeaderValue::Text(r.text()?.to_owned()),
-            2 => HeaderValue::Bytes(r.bytes(2)?.to_vec()),
-            _ => return None,
-        };
-        headers.push((name.to_owned(), value));
-    }
-    if r.key(&mut prev)? != "m" {
-        return None;
-    }
-    let method = Method::parse(r.text()?);
-    if r.key(&mut prev)? != "u" {
-        return None;
-    }
-    let uri = r.text()?.to_owned();
-    if r.pos != buf.len() {
-        return None;
-    }
-    Some(bar::Request {
-        method,
-        uri,
-        headers,
-        body,
-    })
+    bar::fast::decode_request(buf)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use betanet_wire::bar::stream::frame_head;
+    use betanet_wire::bar::{HeaderValue, Method};
     use proptest::prelude::*;
 
     /// The reference path: normalize like the server always did, then the wire codec.

@@ -193,29 +193,7 @@ pub fn request_head(
     }
 }
 
-/// Appends a deterministic-CBOR head (major type `major`, argument `n`, shortest form).
-fn cbor_head(out: &mut Vec<u8>, major: u8, n: u64) {
-    let m = major << 5;
-    if n < 24 {
-        out.push(m | n as u8);
-    } else if let Ok(b) = u8::try_from(n) {
-        out.extend_from_slice(&[m | 24, b]);
-    } else if let Ok(b) = u16::try_from(n) {
-        out.push(m | 25);
-        out.extend_from_slice(&b.to_be_bytes());
-    } else if let Ok(b) = u32::try_from(n) {
-        out.push(m | 26);
-        out.extend_from_slice(&b.to_be_bytes());
-    } else {
-        out.push(m | 27);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-}
-
-fn cbor_text(out: &mut Vec<u8>, t: &[u8]) {
-    cbor_head(out, 3, t.len() as u64);
-    out.extend_from_slice(t);
-}
+use betanet_wire::bar::fast::{HeadReader, put_head as cbor_head, put_text as cbor_text};
 
 /// The request head of [`request_head`], already encoded and framed for the stream
 /// (`u32be len ‖ det-CBOR {b, h, m, u}`), written straight into one buffer: no intermediate
@@ -361,117 +339,12 @@ pub fn response_head(resp: &bar::Response) -> Option<(StatusCode, HeaderMap, Opt
     Some((status, map, len))
 }
 
-/// A strict reader for the response heads [`decode_response`] accepts.
-struct HeadReader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> HeadReader<'a> {
-    fn byte(&mut self) -> Option<u8> {
-        let b = *self.buf.get(self.pos)?;
-        self.pos += 1;
-        Some(b)
-    }
-
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-
-    /// A definite-length head of `major` in shortest form (arguments up to 32 bits).
-    fn head(&mut self, major: u8) -> Option<u64> {
-        let ib = self.byte()?;
-        if ib >> 5 != major {
-            return None;
-        }
-        match ib & 0x1f {
-            n @ 0..=23 => Some(u64::from(n)),
-            24 => Some(u64::from(self.byte()?)).filter(|&v| v >= 24),
-            25 => {
-                let b = self.take(2)?;
-                Some(u64::from(u16::from_be_bytes([b[0], b[1]]))).filter(|&v| v > 0xff)
-            }
-            26 => {
-                let b = self.take(4)?;
-                Some(u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
-                    .filter(|&v| v > 0xffff)
-            }
-            _ => None,
-        }
-    }
-
-    fn bytes(&mut self, major: u8) -> Option<&'a [u8]> {
-        let n = usize::try_from(self.head(major)?).ok()?;
-        self.take(n)
-    }
-
-    fn text(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes(3)?).ok()
-    }
-
-    /// A text key that sorts strictly after the previous key's encoding.
-    fn key(&mut self, prev: &mut Option<&'a [u8]>) -> Option<&'a str> {
-        let start = self.pos;
-        let k = self.text()?;
-        let enc = self.buf.get(start..self.pos)?;
-        if prev.is_some_and(|p| p >= enc) {
-            return None;
-        }
-        *prev = Some(enc);
-        Some(k)
-    }
-}
-
 /// Decodes a BAR response head of the usual shape (a canonical map of exactly `b`, `h`, `s`)
 /// without building a CBOR value tree; `None` means "ask the strict reference decoder"
 /// (`bar::Response::decode`), which then gives the error or handles extra keys. Whatever this
 /// accepts, the reference accepts with the same result (property-tested).
 pub fn decode_response(buf: &[u8]) -> Option<bar::Response> {
-    let mut r = HeadReader { buf, pos: 0 };
-    if r.head(5)? != 3 {
-        return None;
-    }
-    let mut prev = None;
-    if r.key(&mut prev)? != "b" {
-        return None;
-    }
-    let body = r.bytes(2)?.to_vec();
-    if r.key(&mut prev)? != "h" {
-        return None;
-    }
-    let n = usize::try_from(r.head(5)?).ok()?;
-    if n > buf.len() / 2 {
-        return None;
-    }
-    let mut headers = Vec::with_capacity(n);
-    let mut hprev = None;
-    for _ in 0..n {
-        let name = r.key(&mut hprev)?;
-        if name.chars().any(char::is_uppercase) {
-            return None;
-        }
-        let value = match r.buf.get(r.pos)? >> 5 {
-            3 => BarValue::Text(r.text()?.to_owned()),
-            2 => BarValue::Bytes(r.bytes(2)?.to_vec()),
-            _ => return None,
-        };
-        headers.push((name.to_owned(), value));
-    }
-    if r.key(&mut prev)? != "s" {
-        return None;
-    }
-    let status = u16::try_from(r.head(0)?).ok()?;
-    if r.pos != buf.len() {
-        return None;
-    }
-    Some(bar::Response {
-        status,
-        headers,
-        body,
-    })
+    bar::fast::decode_response(buf)
 }
 
 /// HTTP parts of a response: status, headers, `content-length` if any, the head's `b`.
@@ -483,7 +356,7 @@ pub type ResponseParts = (StatusCode, HeaderMap, Option<u64>, Bytes);
 /// would decline or the status is not a final HTTP status — the caller then takes the
 /// reference path ([`response_parts`]).
 pub fn response_parts_fast(head: &Bytes) -> Option<ResponseParts> {
-    let mut r = HeadReader { buf: head, pos: 0 };
+    let mut r = HeadReader::new(head);
     if r.head(5)? != 3 {
         return None;
     }
@@ -492,40 +365,26 @@ pub fn response_parts_fast(head: &Bytes) -> Option<ResponseParts> {
         return None;
     }
     let n = usize::try_from(r.head(2)?).ok()?;
-    let start = r.pos;
+    let start = r.pos();
     r.take(n)?;
-    let body = head.slice(start..r.pos);
+    let body = head.slice(start..r.pos());
     if r.key(&mut prev)? != "h" {
         return None;
     }
-    let n = usize::try_from(r.head(5)?).ok()?;
-    if n > head.len() / 2 {
-        return None;
-    }
+    let n = r.header_count()?;
     let mut map = HeaderMap::with_capacity(n);
     let mut hprev = None;
     for _ in 0..n {
-        let name = r.key(&mut hprev)?;
-        if name.chars().any(char::is_uppercase) {
-            return None;
-        }
-        let major = r.buf.get(r.pos)? >> 5;
-        if major != 2 && major != 3 {
-            return None;
-        }
-        let len = usize::try_from(r.head(major)?).ok()?;
-        let vstart = r.pos;
-        let raw = r.take(len)?;
-        if major == 3 {
-            std::str::from_utf8(raw).ok()?;
-        }
+        let (name, _, raw) = r.header(&mut hprev)?;
         if HOP_BY_HOP.contains(&name) {
             continue;
         }
         let Ok(hn) = HeaderName::from_bytes(name.as_bytes()) else {
             continue;
         };
-        if let Ok(v) = HeaderValue::from_maybe_shared(head.slice(vstart..r.pos)) {
+        // `raw` is a slice of `head`: share it instead of copying.
+        let vstart = r.pos() - raw.len();
+        if let Ok(v) = HeaderValue::from_maybe_shared(head.slice(vstart..r.pos())) {
             map.append(hn, v);
         }
     }
@@ -533,7 +392,7 @@ pub fn response_parts_fast(head: &Bytes) -> Option<ResponseParts> {
         return None;
     }
     let status = u16::try_from(r.head(0)?).ok()?;
-    if r.pos != head.len() {
+    if !r.at_end() {
         return None;
     }
     let status = StatusCode::from_u16(status).ok()?;

@@ -487,3 +487,228 @@ pub mod stream {
         }
     }
 }
+
+/// Direct codecs for BAR heads of the usual shape, for hot paths (the site's request and
+/// response, the gateway's response mapping): they read and write deterministic CBOR without
+/// a [`Value`] tree. They are shortcuts, not alternatives: a decoder here returns `None` for
+/// anything unusual (extra keys, a header value that is neither text nor bytes, an uppercase
+/// name, arguments above 32 bits), and the caller then asks the strict reference decoder,
+/// which gives the error or the result. Whatever they accept, the reference accepts with the
+/// same result (property-tested by their users against [`Request::decode`] and
+/// [`Response::decode`]).
+pub mod fast {
+    use super::{HeaderValue, Method, Request, Response};
+
+    /// Appends a deterministic-CBOR item head (major type `major`, argument `n`, shortest
+    /// form).
+    pub fn put_head(out: &mut Vec<u8>, major: u8, n: u64) {
+        let m = major << 5;
+        if n < 24 {
+            out.push(m | n as u8);
+        } else if let Ok(b) = u8::try_from(n) {
+            out.extend_from_slice(&[m | 24, b]);
+        } else if let Ok(b) = u16::try_from(n) {
+            out.push(m | 25);
+            out.extend_from_slice(&b.to_be_bytes());
+        } else if let Ok(b) = u32::try_from(n) {
+            out.push(m | 26);
+            out.extend_from_slice(&b.to_be_bytes());
+        } else {
+            out.push(m | 27);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+
+    /// Appends a text string item.
+    pub fn put_text(out: &mut Vec<u8>, t: &[u8]) {
+        put_head(out, 3, t.len() as u64);
+        out.extend_from_slice(t);
+    }
+
+    /// A cursor over deterministic CBOR that accepts only shortest-form, definite-length
+    /// items with arguments up to 32 bits (`None` otherwise).
+    #[derive(Debug, Clone)]
+    pub struct HeadReader<'a> {
+        buf: &'a [u8],
+        pos: usize,
+    }
+
+    impl<'a> HeadReader<'a> {
+        /// A reader at the start of `buf`.
+        #[must_use]
+        pub fn new(buf: &'a [u8]) -> Self {
+            HeadReader { buf, pos: 0 }
+        }
+
+        /// The offset of the next item.
+        #[must_use]
+        pub fn pos(&self) -> usize {
+            self.pos
+        }
+
+        /// Whether every byte was read.
+        #[must_use]
+        pub fn at_end(&self) -> bool {
+            self.pos == self.buf.len()
+        }
+
+        /// The major type of the next item.
+        #[must_use]
+        pub fn peek_major(&self) -> Option<u8> {
+            self.buf.get(self.pos).map(|b| b >> 5)
+        }
+
+        fn byte(&mut self) -> Option<u8> {
+            let b = *self.buf.get(self.pos)?;
+            self.pos += 1;
+            Some(b)
+        }
+
+        /// The next `n` raw bytes.
+        pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            let end = self.pos.checked_add(n)?;
+            let s = self.buf.get(self.pos..end)?;
+            self.pos = end;
+            Some(s)
+        }
+
+        /// An item head of `major` and its argument.
+        pub fn head(&mut self, major: u8) -> Option<u64> {
+            let ib = self.byte()?;
+            if ib >> 5 != major {
+                return None;
+            }
+            match ib & 0x1f {
+                n @ 0..=23 => Some(u64::from(n)),
+                24 => Some(u64::from(self.byte()?)).filter(|&v| v >= 24),
+                25 => {
+                    let b = self.take(2)?;
+                    Some(u64::from(u16::from_be_bytes([b[0], b[1]]))).filter(|&v| v > 0xff)
+                }
+                26 => {
+                    let b = self.take(4)?;
+                    Some(u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+                        .filter(|&v| v > 0xffff)
+                }
+                _ => None,
+            }
+        }
+
+        /// A byte (`major` 2) or text (3) string's raw content.
+        pub fn bytes(&mut self, major: u8) -> Option<&'a [u8]> {
+            let n = usize::try_from(self.head(major)?).ok()?;
+            self.take(n)
+        }
+
+        /// A text string.
+        pub fn text(&mut self) -> Option<&'a str> {
+            std::str::from_utf8(self.bytes(3)?).ok()
+        }
+
+        /// A text key that sorts strictly after the previous key's encoding (canonical maps).
+        pub fn key(&mut self, prev: &mut Option<&'a [u8]>) -> Option<&'a str> {
+            let start = self.pos;
+            let k = self.text()?;
+            let enc = self.buf.get(start..self.pos)?;
+            if prev.is_some_and(|p| p >= enc) {
+                return None;
+            }
+            *prev = Some(enc);
+            Some(k)
+        }
+
+        /// The `h` map's length, bounded by the input (every entry takes at least 2 bytes).
+        pub fn header_count(&mut self) -> Option<usize> {
+            let n = usize::try_from(self.head(5)?).ok()?;
+            (n <= self.buf.len() / 2).then_some(n)
+        }
+
+        /// One header entry: a lowercase text name and a text or byte value, as raw parts
+        /// (`major` 3 for text, checked UTF-8, or 2 for bytes).
+        pub fn header(&mut self, prev: &mut Option<&'a [u8]>) -> Option<(&'a str, u8, &'a [u8])> {
+            let name = self.key(prev)?;
+            if name.chars().any(char::is_uppercase) {
+                return None;
+            }
+            let major = self.peek_major()?;
+            if major != 2 && major != 3 {
+                return None;
+            }
+            let raw = self.bytes(major)?;
+            if major == 3 {
+                std::str::from_utf8(raw).ok()?;
+            }
+            Some((name, major, raw))
+        }
+    }
+
+    /// A head's body (`b`) and headers (`h`).
+    type BodyAndHeaders = (Vec<u8>, Vec<(String, HeaderValue)>);
+
+    /// `b` and `h` of a head map with `keys` entries: the body and the headers.
+    fn body_and_headers<'a>(
+        r: &mut HeadReader<'a>,
+        prev: &mut Option<&'a [u8]>,
+        keys: u64,
+    ) -> Option<BodyAndHeaders> {
+        if r.head(5)? != keys || r.key(prev)? != "b" {
+            return None;
+        }
+        let body = r.bytes(2)?.to_vec();
+        if r.key(prev)? != "h" {
+            return None;
+        }
+        let n = r.header_count()?;
+        let mut headers = Vec::with_capacity(n);
+        let mut hprev = None;
+        for _ in 0..n {
+            let (name, major, raw) = r.header(&mut hprev)?;
+            let value = if major == 3 {
+                HeaderValue::Text(std::str::from_utf8(raw).ok()?.to_owned())
+            } else {
+                HeaderValue::Bytes(raw.to_vec())
+            };
+            headers.push((name.to_owned(), value));
+        }
+        Some((body, headers))
+    }
+
+    /// A request head `{"b", "h", "m", "u"}`; `None`: ask [`Request::decode`].
+    #[must_use]
+    pub fn decode_request(buf: &[u8]) -> Option<Request> {
+        let mut r = HeadReader::new(buf);
+        let mut prev = None;
+        let (body, headers) = body_and_headers(&mut r, &mut prev, 4)?;
+        if r.key(&mut prev)? != "m" {
+            return None;
+        }
+        let method = Method::parse(r.text()?);
+        if r.key(&mut prev)? != "u" {
+            return None;
+        }
+        let uri = r.text()?.to_owned();
+        r.at_end().then_some(Request {
+            method,
+            uri,
+            headers,
+            body,
+        })
+    }
+
+    /// A response head `{"b", "h", "s"}`; `None`: ask [`Response::decode`].
+    #[must_use]
+    pub fn decode_response(buf: &[u8]) -> Option<Response> {
+        let mut r = HeadReader::new(buf);
+        let mut prev = None;
+        let (body, headers) = body_and_headers(&mut r, &mut prev, 3)?;
+        if r.key(&mut prev)? != "s" {
+            return None;
+        }
+        let status = u16::try_from(r.head(0)?).ok()?;
+        r.at_end().then_some(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
