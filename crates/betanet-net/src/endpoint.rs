@@ -156,6 +156,22 @@ impl ClientConfig {
         self.transport.adjust_caps(&mut hs);
         hs
     }
+
+    /// A client engine for `remote`, the handshake bound to `exporter` (zeros without TLS).
+    pub(crate) fn engine(
+        &self,
+        remote: &VerifyingKey,
+        exporter: [u8; 32],
+    ) -> Result<Engine, NetError> {
+        Engine::client(
+            self.transport.engine_config(&self.htx),
+            self.handshake(exporter),
+            remote,
+            Instant::now(),
+            &mut rand_core::OsRng,
+        )
+        .map_err(|e| NetError::Config(e.to_string()))
+    }
 }
 
 /// How a node listens.
@@ -204,6 +220,17 @@ impl ServerConfig {
         self.transport.adjust_caps(&mut hs);
         hs
     }
+
+    /// A server engine, the handshake bound to `exporter` (zeros without TLS).
+    pub(crate) fn engine(&self, exporter: [u8; 32]) -> Result<Engine, NetError> {
+        Engine::server(
+            self.transport.engine_config(&self.htx),
+            self.handshake(exporter),
+            Instant::now(),
+            &mut rand_core::OsRng,
+        )
+        .map_err(|e| NetError::Config(e.to_string()))
+    }
 }
 
 pub(crate) async fn connect_tcp(addr: &str, timeout: Duration) -> Result<TcpStream, NetError> {
@@ -243,14 +270,7 @@ pub async fn dial(
     match cfg.transport {
         Transport::Tcp12 | Transport::Tcp11 => {
             let tcp = connect_tcp(addr, cfg.connect_timeout).await?;
-            let engine = Engine::client(
-                cfg.transport.engine_config(&cfg.htx),
-                cfg.handshake([0; 32]),
-                remote,
-                Instant::now(),
-                &mut rand_core::OsRng,
-            )
-            .map_err(|e| NetError::Config(e.to_string()))?;
+            let engine = cfg.engine(remote, [0; 32])?;
             let name = if cfg.transport == Transport::Tcp11 {
                 "tcp11"
             } else {
@@ -449,13 +469,7 @@ pub async fn listen(addr: &str, cfg: ServerConfig) -> Result<Listener, NetError>
 }
 
 async fn accept_tcp(tcp: TcpStream, cfg: &ServerConfig) -> Result<Option<Connection>, NetError> {
-    let engine = Engine::server(
-        cfg.transport.engine_config(&cfg.htx),
-        cfg.handshake([0; 32]),
-        Instant::now(),
-        &mut rand_core::OsRng,
-    )
-    .map_err(|e| NetError::Config(e.to_string()))?;
+    let engine = cfg.engine([0; 32])?;
     let name = if cfg.transport == Transport::Tcp11 {
         "tcp11"
     } else {

@@ -23,11 +23,10 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use betanet_crypto::handshake::TLS_EXPORTER_LABEL;
 use betanet_crypto::sign::VerifyingKey;
-use betanet_htx::Connection as Engine;
 use betanet_wire::ticket_header::HEADER_NAME;
 use bytes::{Buf, Bytes, BytesMut};
 use h3::error::StreamError;
@@ -386,13 +385,7 @@ async fn accept(
         let head = htx_response_head();
         stream.send_response(head).await.map_err(quic_err)?;
         let (send, recv) = stream.split();
-        let engine = Engine::server(
-            cfg.htx.clone(),
-            cfg.handshake(exporter),
-            Instant::now(),
-            &mut rand_core::OsRng,
-        )
-        .map_err(|e| NetError::Config(e.to_string()))?;
+        let engine = cfg.engine(exporter)?;
         let shared = spawn_driver(engine, H3Io::new(send, recv), "quic");
         tokio::spawn(serve_rest(h3c, shared.clone(), tls.clone()));
         return established(shared).await.map(Some);
@@ -539,14 +532,7 @@ pub(crate) async fn dial(
         )));
     }
     let (send, recv) = stream.split();
-    let engine = Engine::client(
-        cfg.htx.clone(),
-        cfg.handshake(exporter),
-        remote,
-        Instant::now(),
-        &mut rand_core::OsRng,
-    )
-    .map_err(|e| NetError::Config(e.to_string()))?;
+    let engine = cfg.engine(remote, exporter)?;
     let shared = spawn_driver(engine, H3Io::new(send, recv), "quic");
     // The HTTP/3 connection's control streams run here until the HTX session ends; then the
     // QUIC connection is closed (the request sender and the endpoint live as long).

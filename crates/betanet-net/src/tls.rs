@@ -17,12 +17,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use betanet_crypto::ct::ct_eq;
 use betanet_crypto::handshake::TLS_EXPORTER_LABEL;
 use betanet_crypto::sign::VerifyingKey;
-use betanet_htx::{Connection as Engine, ErrorCode};
+use betanet_htx::ErrorCode;
 use betanet_wire::ticket_header::{BnTicket, HEADER_NAME};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -628,14 +628,7 @@ pub(crate) async fn dial(
         }
     }
     let io = H2Io::new(send, resp.into_body());
-    let engine = Engine::client(
-        cfg.htx.clone(),
-        cfg.handshake(exporter),
-        remote,
-        Instant::now(),
-        &mut rand_core::OsRng,
-    )
-    .map_err(|e| NetError::Config(e.to_string()))?;
+    let engine = cfg.engine(remote, exporter)?;
     let mut conn = established(spawn_driver(engine, io, "tls")).await?;
     conn.set_h2(side);
     Ok(conn)
@@ -863,13 +856,7 @@ pub(crate) async fn accept(
         }
         let head = htx_response_head();
         let send = respond.send_response(head, false).map_err(carriage_err)?;
-        let engine = Engine::server(
-            cfg.htx.clone(),
-            cfg.handshake(exporter),
-            Instant::now(),
-            &mut rand_core::OsRng,
-        )
-        .map_err(|e| NetError::Config(e.to_string()))?;
+        let engine = cfg.engine(exporter)?;
         let shared = spawn_driver(engine, H2Io::new(send, body), "tls");
         tokio::spawn(serve_rest(h2c, shared.clone(), tls.clone()));
         return established(shared).await.map(Some);
